@@ -1,0 +1,184 @@
+/**
+ * The Node request handler for everything the lean gRPC path does not take
+ * (Connect, gRPC-Web, gRPC streaming with a client stream): connect-node's
+ * adapter, plus one repair. Errors that Connect raises itself, before any
+ * handler runs (a body that does not decode, an unknown field value), carry
+ * no ErrorInfo detail, and a binary body that does not decode comes back
+ * INTERNAL. Clients must get INVALID_ARGUMENT with a reason for bad input,
+ * so those answers are rewritten here: Connect unary error bodies and gRPC
+ * status trailers get the same ErrorInfo as every other error.
+ */
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { errorWithInfo, isDecodeFailure } from "../api/errors.js";
+import { Reason } from "../core/errors.js";
+import { errorTrailers } from "./grpc-wire.js";
+
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
+
+export interface ConnectHandlerOptions {
+  readonly routes: (router: ConnectRouter) => void;
+  readonly maxMessageBytes: number;
+  /** Aborted when the drain's grace period ends. */
+  readonly shutdownSignal: AbortSignal;
+  readonly logger: Logger;
+}
+
+/** Connect's error code names (the Connect protocol's JSON `code`) to codes. */
+const CODE_BY_NAME = new Map<string, Code>(
+  Object.entries(Code)
+    .filter(([, v]) => typeof v === "number")
+    .map(([name, code]) => [
+      name.replace(/[A-Z]/g, (c, i) => (i > 0 ? "_" : "") + c.toLowerCase()),
+      code as Code,
+    ]),
+);
+CODE_BY_NAME.set("canceled", Code.Canceled);
+
+const REASON_BY_CODE: Partial<Record<Code, string>> = {
+  [Code.InvalidArgument]: Reason.INVALID_ARGUMENT,
+  [Code.ResourceExhausted]: Reason.TOO_LARGE,
+  [Code.DeadlineExceeded]: Reason.DEADLINE_EXCEEDED,
+  [Code.Canceled]: Reason.CANCELLED,
+  [Code.Unimplemented]: "UNIMPLEMENTED",
+  [Code.Unavailable]: Reason.SHUTTING_DOWN,
+  [Code.Internal]: Reason.INTERNAL,
+};
+
+export function createConnectHandler(
+  options: ConnectHandlerOptions,
+): (req: NodeRequest, res: NodeResponse) => void {
+  const router = createConnectRouter({
+    readMaxBytes: options.maxMessageBytes,
+    writeMaxBytes: options.maxMessageBytes,
+    shutdownSignal: options.shutdownSignal,
+    acceptCompression: [compressionGzip, compressionBrotli],
+    // Strict JSON: an unknown field or enum name (a typo such as "EQUALS") is
+    // INVALID_ARGUMENT instead of silently becoming the default value.
+    jsonOptions: { ignoreUnknownFields: false },
+  });
+  options.routes(router);
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+
+  return (req, res) => {
+    const handler = handlers.get(req.url?.split("?", 2)[0] ?? "");
+    if (!handler) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    handler(uReq)
+      .then((uRes) => repair(uRes, handler.method.input))
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.logger.warn(
+          { err: reason, rpc: `${handler.service.typeName}/${handler.method.name}` },
+          "connect handler failed",
+        );
+      });
+  };
+}
+
+/** Gives Connect's own errors an ErrorInfo and the right code. */
+async function repair(
+  uRes: UniversalServerResponse,
+  input: DescMessage,
+): Promise<UniversalServerResponse> {
+  const contentType = uRes.header?.get("content-type") ?? "";
+  if (uRes.status >= 400 && contentType.startsWith("application/json")) {
+    return repairConnectUnary(uRes, input);
+  }
+  for (const headers of [uRes.trailer, uRes.header]) {
+    const status = headers?.get("grpc-status");
+    if (
+      headers &&
+      status !== null &&
+      status !== undefined &&
+      status !== "0" &&
+      !headers.has("grpc-status-details-bin")
+    ) {
+      repairGrpcTrailers(headers, Number(status), input);
+    }
+  }
+  return uRes;
+}
+
+function decodeMessage(message: string, input: DescMessage): string {
+  // protobuf-es names the field and the problem for JSON; binary parse errors say nothing useful.
+  return message.startsWith("parse binary")
+    ? `the request is not a valid ${input.typeName} message`
+    : message;
+}
+
+async function repairConnectUnary(
+  uRes: UniversalServerResponse,
+  input: DescMessage,
+): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of uRes.body ?? []) chunks.push(chunk);
+  const original = Buffer.concat(chunks);
+  let parsed: { code?: string; message?: string; details?: unknown[] };
+  try {
+    parsed = JSON.parse(original.toString("utf8"));
+  } catch {
+    return { ...uRes, body: once(original) };
+  }
+  if (parsed.details && parsed.details.length > 0) return { ...uRes, body: once(original) };
+  let code = CODE_BY_NAME.get(parsed.code ?? "") ?? Code.Unknown;
+  let message = parsed.message ?? "";
+  let status = uRes.status;
+  if (isDecodeFailure(code, message)) {
+    code = Code.InvalidArgument;
+    message = decodeMessage(message, input);
+    status = 400;
+  }
+  const error = errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message);
+  const details = error.details.map((d) => {
+    const { desc, value } = d as { desc: DescMessage; value: MessageInitShape<DescMessage> };
+    return { type: desc.typeName, value: base64(toBinary(desc, create(desc, value))) };
+  });
+  const body = Buffer.from(JSON.stringify({ code: codeName(code), message, details }));
+  // Connect set the length of the body it wrote; this one is longer.
+  if (uRes.header?.has("content-length")) uRes.header.set("content-length", String(body.length));
+  return { ...uRes, status, body: once(body) };
+}
+
+function repairGrpcTrailers(headers: Headers, status: number, input: DescMessage): void {
+  let code = status as Code;
+  let message = decodeURIComponent(headers.get("grpc-message") ?? "");
+  if (isDecodeFailure(code, message)) {
+    code = Code.InvalidArgument;
+    message = decodeMessage(message, input);
+  }
+  const trailers = errorTrailers(
+    errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message),
+  );
+  for (const [name, value] of Object.entries(trailers)) headers.set(name, String(value));
+}
+
+function codeName(code: Code): string {
+  for (const [name, value] of CODE_BY_NAME) if (value === code) return name;
+  return "unknown";
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64").replace(/=+$/, "");
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}

@@ -1,0 +1,154 @@
+/**
+ * Bodies that do not decode, on every protocol: always INVALID_ARGUMENT with
+ * an ErrorInfo reason, never INTERNAL, never parser internals.
+ */
+import http2 from "node:http2";
+import { fromBinary } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
+import { startTestServer, type TestServer } from "../support/test-server.js";
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ backend: "memory" });
+});
+afterAll(async () => {
+  await server.close();
+});
+
+async function connectUnary(path: string, contentType: string, body: Uint8Array | string) {
+  const res = await fetch(`${server.baseUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": contentType },
+    body,
+  });
+  return {
+    status: res.status,
+    json: (await res.json()) as {
+      code: string;
+      message: string;
+      details?: { type: string; value: string }[];
+    },
+  };
+}
+
+function reasonOf(details: { type: string; value: string }[] | undefined): string | undefined {
+  const info = details?.find((d) => d.type === "google.rpc.ErrorInfo");
+  return info && fromBinary(ErrorInfoSchema, Buffer.from(info.value, "base64")).reason;
+}
+
+/** A raw HTTP/2 call with the given content type; returns status, headers and trailers. */
+function rawH2(path: string, contentType: string, body: Uint8Array) {
+  return new Promise<{
+    headers: http2.IncomingHttpHeaders;
+    trailers: http2.IncomingHttpHeaders;
+    body: Buffer;
+  }>((resolve, reject) => {
+    const session = http2.connect(server.baseUrl);
+    session.on("error", reject);
+    const req = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": contentType,
+      te: "trailers",
+    });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on("response", (h) => {
+      headers = h;
+    });
+    req.on("trailers", (t) => {
+      trailers = t;
+    });
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      session.close();
+      resolve({ headers, trailers, body: Buffer.concat(chunks) });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function grpcFrame(payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + payload.length);
+  new DataView(out.buffer).setUint32(1, payload.length);
+  out.set(payload, 5);
+  return out;
+}
+
+/** Field 1 declared 16 bytes long, 2 bytes follow: not a message. */
+const GARBAGE = new Uint8Array([0x0a, 0x10, 0x61, 0x62]);
+
+function statusFrom(fields: http2.IncomingHttpHeaders) {
+  const bin = fields["grpc-status-details-bin"] as string | undefined;
+  expect(bin, "grpc-status-details-bin").toBeDefined();
+  const status = fromBinary(StatusSchema, Buffer.from(bin!, "base64"));
+  const info = status.details
+    .map((d) => anyUnpack(d, ErrorInfoSchema))
+    .find((x) => x !== undefined);
+  return { code: Number(fields["grpc-status"]), reason: info?.reason };
+}
+
+describe("bodies that do not decode", () => {
+  it("Connect JSON: malformed JSON and a bad field value", async () => {
+    const malformed = await connectUnary(
+      "/latchkey.v1.KvService/Get",
+      "application/json",
+      '{"key":',
+    );
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.code).toBe("invalid_argument");
+    expect(reasonOf(malformed.json.details)).toBe("INVALID_ARGUMENT");
+    const badField = await connectUnary(
+      "/latchkey.v1.KvService/Put",
+      "application/json",
+      '{"key":"a","precondition":{"version":"abc"}}',
+    );
+    expect(badField.json.code).toBe("invalid_argument");
+    expect(badField.json.message).toContain("Precondition.version");
+    expect(reasonOf(badField.json.details)).toBe("INVALID_ARGUMENT");
+    const badEnum = await connectUnary(
+      "/latchkey.v1.KvService/Txn",
+      "application/json",
+      '{"compare":[{"key":"a","operator":"EQUALS","version":"1"}]}',
+    );
+    expect(badEnum.json.message).toContain("Compare.Operator");
+    expect(badEnum.json.code).toBe("invalid_argument");
+    expect(reasonOf(badEnum.json.details)).toBe("INVALID_ARGUMENT");
+  });
+
+  it("Connect JSON: an unknown field name is refused, not ignored", async () => {
+    const res = await connectUnary("/latchkey.v1.KvService/Get", "application/json", '{"kee":"a"}');
+    expect(res.json.code).toBe("invalid_argument");
+    expect(res.json.message).toContain('"kee" is unknown');
+  });
+
+  it("Connect binary: INVALID_ARGUMENT, not Connect's INTERNAL", async () => {
+    const res = await connectUnary("/latchkey.v1.KvService/Get", "application/proto", GARBAGE);
+    expect(res.status).toBe(400);
+    expect(res.json.code).toBe("invalid_argument");
+    expect(res.json.message).toBe("the request is not a valid latchkey.v1.GetRequest message");
+    expect(reasonOf(res.json.details)).toBe("INVALID_ARGUMENT");
+  });
+
+  it("gRPC on the lean path (unary)", async () => {
+    const res = await rawH2("/latchkey.v1.KvService/Get", "application/grpc", grpcFrame(GARBAGE));
+    const fields = { ...res.headers, ...res.trailers };
+    expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
+  });
+
+  it("gRPC through Connect (a bidi stream)", async () => {
+    const res = await rawH2(
+      "/latchkey.v1.LeaseService/KeepAlive",
+      "application/grpc",
+      grpcFrame(GARBAGE),
+    );
+    const fields = { ...res.headers, ...res.trailers };
+    expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
+  });
+});
