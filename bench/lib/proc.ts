@@ -269,3 +269,44 @@ export function installCleanupHandlers(log: (line: string) => void): void {
 export function liveChildren(): readonly Managed[] {
   return [...live];
 }
+
+/** Sends a message and resolves with the first reply of `replyType`. */
+export function requestReply<T>(
+  proc: Managed,
+  message: object,
+  replyType: string,
+  timeoutMs: number,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${proc.name}: no ${replyType} reply in ${timeoutMs} ms\n${proc.tail()}`));
+    }, timeoutMs);
+    const onMessage = (reply: { type: string; message?: string }) => {
+      if (reply.type === "error") {
+        cleanup();
+        reject(new Error(`${proc.name}: ${reply.message}`));
+      } else if (reply.type === replyType) {
+        cleanup();
+        resolve(reply as T);
+      }
+    };
+    const onExit = () => {
+      cleanup();
+      reject(new Error(`${proc.name} exited:\n${proc.tail()}`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      proc.child.off("message", onMessage);
+      proc.child.off("exit", onExit);
+    };
+    if (!proc.child.connected) {
+      clearTimeout(timer);
+      reject(new Error(`${proc.name} is gone:\n${proc.tail()}`));
+      return;
+    }
+    proc.child.on("message", onMessage);
+    proc.child.once("exit", onExit);
+    proc.child.send(message);
+  });
+}

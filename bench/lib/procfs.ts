@@ -20,6 +20,15 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/** CPU seconds of a process, 0 once it is gone. */
+export function cpuSecondsOrZero(pid: number): number {
+  try {
+    return cpuSecondsOf(pid);
+  } catch {
+    return 0;
+  }
+}
+
 /** Samples RSS every `everyMs` until stopped; returns the largest RSS seen. */
 export function sampleRss(
   pid: number,

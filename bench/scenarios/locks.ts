@@ -58,8 +58,8 @@ import {
 import type { LockWorkerPrepare, LockWorkerResult } from "../lib/lock-worker.js";
 import { errorDelta, fetchText, parseCodeCounts } from "../lib/metrics.js";
 import { REPO_ROOT } from "../lib/paths.js";
-import { type Managed, spawnManaged } from "../lib/proc.js";
-import { coreBusy, cpuSecondsOf } from "../lib/procfs.js";
+import { type Managed, requestReply, spawnManaged } from "../lib/proc.js";
+import { coreBusy, cpuSecondsOrZero } from "../lib/procfs.js";
 import { type RedisServer, startRedis } from "../lib/redis.js";
 import { mean, spread } from "../lib/stats.js";
 import { formatNumber } from "../lib/table.js";
@@ -171,42 +171,6 @@ const newCell = (): Cell => ({
   serverErrors: {},
 });
 
-/** Sends a message and resolves with the first reply of `replyType`. */
-function request<T>(proc: Managed, message: object, replyType: string, timeoutMs: number) {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${proc.name}: no ${replyType} reply in ${timeoutMs} ms\n${proc.tail()}`));
-    }, timeoutMs);
-    const onMessage = (reply: { type: string; message?: string }) => {
-      if (reply.type === "error") {
-        cleanup();
-        reject(new Error(`${proc.name}: ${reply.message}`));
-      } else if (reply.type === replyType) {
-        cleanup();
-        resolve(reply as T);
-      }
-    };
-    const onExit = () => {
-      cleanup();
-      reject(new Error(`${proc.name} exited:\n${proc.tail()}`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      proc.child.off("message", onMessage);
-      proc.child.off("exit", onExit);
-    };
-    if (!proc.child.connected) {
-      clearTimeout(timer);
-      reject(new Error(`${proc.name} is gone:\n${proc.tail()}`));
-      return;
-    }
-    proc.child.on("message", onMessage);
-    proc.child.once("exit", onExit);
-    proc.child.send(message);
-  });
-}
-
 const nowUs = () => Number(process.hrtime.bigint()) / 1000;
 /** push(...from) without the argument limit (runs have 100 000s of samples). */
 function append(into: number[], from: ArrayLike<number>): void {
@@ -214,14 +178,6 @@ function append(into: number[], from: ArrayLike<number>): void {
 }
 const pct = (x: number | undefined) =>
   x === undefined || !Number.isFinite(x) ? "?" : `${(x * 100).toFixed(0)}%`;
-
-function safeCpu(pid: number): number {
-  try {
-    return cpuSecondsOf(pid);
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * Checks that the client processes read the same monotonic clock as this
@@ -232,9 +188,9 @@ async function checkClock(workers: readonly Managed[]): Promise<string> {
   let worst = 0;
   for (const w of workers) {
     // The first answer waits for the process to load: time the second.
-    await request(w, { type: "clock" }, "clock", 30_000);
+    await requestReply(w, { type: "clock" }, "clock", 30_000);
     const before = nowUs();
-    const { us } = await request<{ us: number }>(w, { type: "clock" }, "clock", 10_000);
+    const { us } = await requestReply<{ us: number }>(w, { type: "clock" }, "clock", 10_000);
     const after = nowUs();
     if (us < before || us > after) {
       throw new Error(
@@ -396,7 +352,7 @@ export const locks: Scenario = {
               leaseTtlSeconds,
               holds: mode === "hot",
             };
-            return request(p, message, "prepared", 60_000);
+            return requestReply(p, message, "prepared", 60_000);
           }),
         );
         const before = subject.kind === "latchkey" ? await latchkeyCounters(service) : undefined;
@@ -412,7 +368,7 @@ export const locks: Scenario = {
         let cores: ReturnType<typeof coreBusy> | undefined;
         const sampler = setTimeout(
           () => {
-            cpu0 = pids.map(([, pid]) => safeCpu(pid));
+            cpu0 = pids.map(([, pid]) => cpuSecondsOrZero(pid));
             cores = coreBusy();
           },
           (fromUs - nowUs()) / 1000,
@@ -422,7 +378,7 @@ export const locks: Scenario = {
           ender = setTimeout(
             () =>
               resolve({
-                cpu: pids.map(([, pid]) => safeCpu(pid)),
+                cpu: pids.map(([, pid]) => cpuSecondsOrZero(pid)),
                 busy: cores?.stop() ?? new Map(),
               }),
             (toUs - nowUs()) / 1000,
@@ -432,7 +388,7 @@ export const locks: Scenario = {
         try {
           results = await Promise.all(
             clients.map((p) =>
-              request<LockWorkerResult>(
+              requestReply<LockWorkerResult>(
                 p,
                 { type: "run", startUs, fromUs, toUs },
                 "result",

@@ -27,8 +27,8 @@ import { PutRequestSchema } from "../../src/gen/latchkey/v1/kv_pb.js";
 import { encodeFramed, unaryCall } from "../lib/grpc.js";
 import { type LatchkeyServer, startLatchkey } from "../lib/latchkey.js";
 import { REPO_ROOT } from "../lib/paths.js";
-import { type Managed, sleep, spawnManaged } from "../lib/proc.js";
-import { coreBusy, cpuSecondsOf, memoryOf, sampleRss } from "../lib/procfs.js";
+import { type Managed, requestReply, sleep, spawnManaged } from "../lib/proc.js";
+import { coreBusy, cpuSecondsOf, cpuSecondsOrZero, memoryOf, sampleRss } from "../lib/procfs.js";
 import { type RedisServer, startRedis } from "../lib/redis.js";
 import { LogHistogram, summarize } from "../lib/stats.js";
 import { formatNumber } from "../lib/table.js";
@@ -69,58 +69,8 @@ export const LAYOUTS: readonly Layout[] = [
   },
 ];
 
-/** CPU seconds of a process, 0 once it is gone. */
-function safeCpu(pid: number): number {
-  try {
-    return cpuSecondsOf(pid);
-  } catch {
-    return 0;
-  }
-}
-
 const count = (n: number) => Math.round(n).toLocaleString("en-US");
 const prefixName = (i: number) => `bench/w/p${String(i).padStart(4, "0")}/`;
-
-/** Sends a message and resolves with the first reply of `replyType`. */
-function request<T>(
-  proc: Managed,
-  message: object,
-  replyType: string,
-  timeoutMs: number,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${proc.name}: no ${replyType} reply in ${timeoutMs} ms\n${proc.tail()}`));
-    }, timeoutMs);
-    const onMessage = (reply: { type: string; message?: string }) => {
-      if (reply.type === "error") {
-        cleanup();
-        reject(new Error(`${proc.name}: ${reply.message}`));
-      } else if (reply.type === replyType) {
-        cleanup();
-        resolve(reply as T);
-      }
-    };
-    const onExit = () => {
-      cleanup();
-      reject(new Error(`${proc.name} exited:\n${proc.tail()}`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      proc.child.off("message", onMessage);
-      proc.child.off("exit", onExit);
-    };
-    if (!proc.child.connected) {
-      clearTimeout(timer);
-      reject(new Error(`${proc.name} is gone:\n${proc.tail()}`));
-      return;
-    }
-    proc.child.on("message", onMessage);
-    proc.child.once("exit", onExit);
-    proc.child.send(message);
-  });
-}
 
 function spawnNode(name: string, file: string, logDir: string): Managed {
   return spawnManaged(name, process.execPath, ["--import", "tsx", file], {
@@ -181,7 +131,7 @@ export async function runCell(
     }
     const ready = await Promise.all(
       workers.map((w, i) =>
-        request<{ established: number; failed: number; ms: number; cpuMs: number }>(
+        requestReply<{ established: number; failed: number; ms: number; cpuMs: number }>(
           w,
           {
             type: "start",
@@ -209,11 +159,11 @@ export async function runCell(
     const cpu0 = cpuSecondsOf(service.pid);
     const redisCpu0 = backend.redis ? cpuSecondsOf(backend.redis.pid) : 0;
     const clientPids = [...workers, writer].map((m) => m.pid);
-    const clientCpu = () => clientPids.reduce((n, pid) => n + safeCpu(pid), 0);
+    const clientCpu = () => clientPids.reduce((n, pid) => n + cpuSecondsOrZero(pid), 0);
     const clientCpu0 = clientCpu();
     const cores = coreBusy();
     const t0 = Date.now();
-    const written = await request<WriterResult>(
+    const written = await requestReply<WriterResult>(
       writer,
       {
         type: "run",
@@ -250,7 +200,9 @@ export async function runCell(
     let stableSince = Date.now();
     for (;;) {
       const counts = await Promise.all(
-        workers.map((w) => request<{ received: number }>(w, { type: "count" }, "count", 10_000)),
+        workers.map((w) =>
+          requestReply<{ received: number }>(w, { type: "count" }, "count", 10_000),
+        ),
       );
       const total = counts.reduce((n, c) => n + c.received, 0);
       if (total >= totalExpected) break;
@@ -266,7 +218,7 @@ export async function runCell(
     const acks = inWindow.map(([rev, , ackUs]) => [rev, ackUs] as const);
     const putLatency = summarize(inWindow.map(([, sendUs, ackUs]) => ackUs - sendUs));
     const results = await Promise.all(
-      workers.map((w) => request<WorkerResult>(w, { type: "finish", acks }, "result", 60_000)),
+      workers.map((w) => requestReply<WorkerResult>(w, { type: "finish", acks }, "result", 60_000)),
     );
     const ackHist = new LogHistogram();
     const sendHist = new LogHistogram();
