@@ -126,39 +126,119 @@ async function drive(
   return { throughput: samples.length / elapsed, p50Ms: s.p50, p99Ms: s.p99, errors, codes };
 }
 
+/** Save and Load as one subject serves them. */
+interface Driver {
+  save(executionId: string, sequence: number, state: Uint8Array): Promise<void>;
+  load(executionId: string): Promise<Uint8Array>;
+  close(): void;
+}
+
 interface Subject {
   readonly name: string;
-  readonly server: LatchkeyServer;
+  /** Latchkey's Redis, to report how large a state is stored. */
   readonly redis: RedisServer | undefined;
+  readonly levels: readonly number[];
+  open(): Driver;
+}
+
+export const RAW_PEER = "ioredis → Redis (raw)";
+
+/**
+ * The raw peer's Save: what a hand-rolled store must do at least, a
+ * sequence check and the write in one script (no compression, no metadata,
+ * no changefeed, no gRPC).
+ */
+const RAW_SAVE_LUA = `
+local stored = tonumber(redis.call('HGET', KEYS[1], 'q') or '0')
+if tonumber(ARGV[1]) <= stored then
+  return redis.error_reply('SEQUENCE_STALE')
+end
+redis.call('HSET', KEYS[1], 'q', ARGV[1], 'v', ARGV[2])
+return 1`;
+
+function latchkeyDriver(server: LatchkeyServer): Driver {
+  // Node's default client session memory (10 MB) refuses new streams
+  // (ENHANCE_YOUR_CALM) once 16 x 1 MiB requests are queued on one connection.
+  const sessions = new Http2SessionManager(server.url, undefined, { maxSessionMemory: 256 });
+  const client: Client<typeof SnapshotService> = createClient(
+    SnapshotService,
+    createGrpcTransport({ baseUrl: server.url, sessionManager: sessions }),
+  );
+  return {
+    async save(executionId, sequence, state) {
+      await client.save({
+        executionId,
+        sequence: BigInt(sequence),
+        state,
+        contentType: "application/json",
+      });
+    },
+    async load(executionId) {
+      return (await client.load({ executionId })).snapshot!.state;
+    },
+    close: () => sessions.abort(),
+  };
+}
+
+/** ioredis from the runner straight to the same Redis, on one connection as Latchkey uses. */
+function rawDriver(redis: RedisServer): Driver {
+  const client = redis.client.duplicate();
+  client.defineCommand("rawSave", { numberOfKeys: 1, lua: RAW_SAVE_LUA });
+  const key = (id: string) => `bench:raw:{${id}}`;
+  const saveScript = client as unknown as {
+    rawSave(key: string, sequence: string, state: Buffer): Promise<number>;
+  };
+  return {
+    async save(executionId, sequence, state) {
+      // ioredis sends only a Buffer as bytes (another Uint8Array as its toString()).
+      const bytes = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
+      await saveScript.rawSave(key(executionId), String(sequence), bytes);
+    },
+    async load(executionId) {
+      const state = await client.hgetBuffer(key(executionId), "v");
+      if (state === null) throw new Error(`raw: ${executionId} not found`);
+      return state;
+    },
+    close: () => client.disconnect(),
+  };
 }
 
 async function measureService(options: BenchOptions): Promise<BenchRow[]> {
   const logDir = join(options.workDir, "snapshots");
   mkdirSync(logDir, { recursive: true });
   const redis = await startRedis({ core: SERVER_CORE, logDir });
-  const subjects: Subject[] = [];
+  const servers: LatchkeyServer[] = [];
   try {
-    subjects.push({
-      name: "latchkey (redis)",
-      redis,
-      server: await startLatchkey({
-        core: SERVER_CORE,
-        redisUrl: redis.url,
-        logDir,
-        log: options.log,
-        label: "snapshots-redis",
-      }),
+    const onRedis = await startLatchkey({
+      core: SERVER_CORE,
+      redisUrl: redis.url,
+      logDir,
+      log: options.log,
+      label: "snapshots-redis",
     });
-    subjects.push({
-      name: "latchkey (memory)",
-      redis: undefined,
-      server: await startLatchkey({
-        core: SERVER_CORE,
-        logDir,
-        log: options.log,
-        label: "snapshots-memory",
-      }),
+    servers.push(onRedis);
+    const inMemory = await startLatchkey({
+      core: SERVER_CORE,
+      logDir,
+      log: options.log,
+      label: "snapshots-memory",
     });
+    servers.push(inMemory);
+    const subjects: Subject[] = [
+      {
+        name: "latchkey (redis)",
+        redis,
+        levels: [1, 16],
+        open: () => latchkeyDriver(onRedis),
+      },
+      {
+        name: "latchkey (memory)",
+        redis: undefined,
+        levels: [16],
+        open: () => latchkeyDriver(inMemory),
+      },
+      { name: RAW_PEER, redis: undefined, levels: [1, 16], open: () => rawDriver(redis) },
+    ];
     const states = new Map(SIZES.map(([label, bytes]) => [label, workflowState(bytes)]));
     const cellSeconds = Math.max(2, Math.round(options.durationSeconds / 2));
     const rounds = options.rounds ?? 1;
@@ -173,31 +253,21 @@ async function measureService(options: BenchOptions): Promise<BenchRow[]> {
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? subjects : [...subjects].reverse();
       for (const subject of order) {
-        // Node's default client session memory (10 MB) refuses new streams
-        // (ENHANCE_YOUR_CALM) once 16 x 1 MiB requests are queued on one connection.
-        const sessions = new Http2SessionManager(subject.server.url, undefined, {
-          maxSessionMemory: 256,
-        });
-        const client: Client<typeof SnapshotService> = createClient(
-          SnapshotService,
-          createGrpcTransport({ baseUrl: subject.server.url, sessionManager: sessions }),
-        );
+        const driver = subject.open();
         try {
           for (const [label, bytes] of SIZES) {
             const state = states.get(label)!;
-            const levels = subject.redis ? [1, 16] : [16];
-            for (const concurrency of levels) {
+            for (const concurrency of subject.levels) {
               const tag = `${round}-${concurrency}-${randomBytes(3).toString("hex")}`;
               const sequences = new Array<number>(concurrency).fill(0);
               const save = await drive(
                 async (w) => {
                   sequences[w]! += 1;
-                  await client.save({
-                    executionId: `bench-save-${label.replace(" ", "")}-${tag}-${w}`,
-                    sequence: BigInt(sequences[w]!),
+                  await driver.save(
+                    `bench-save-${label.replace(" ", "")}-${tag}-${w}`,
+                    sequences[w]!,
                     state,
-                    contentType: "application/json",
-                  });
+                  );
                 },
                 concurrency,
                 cellSeconds,
@@ -208,14 +278,14 @@ async function measureService(options: BenchOptions): Promise<BenchRow[]> {
                 { length: LOAD_EXECUTIONS },
                 (_, i) => `bench-load-${label.replace(" ", "")}-${tag}-${i}`,
               );
-              for (const id of ids) await client.save({ executionId: id, sequence: 1n, state });
-              const check = await client.load({ executionId: ids[0]! });
-              if (Buffer.compare(check.snapshot!.state, state) !== 0) {
-                throw new Error(`Load ${label}: the state came back different`);
+              for (const id of ids) await driver.save(id, 1, state);
+              const check = await driver.load(ids[0]!);
+              if (Buffer.compare(check, state) !== 0) {
+                throw new Error(`${subject.name} Load ${label}: the state came back different`);
               }
               const load = await drive(
                 async (w) => {
-                  await client.load({ executionId: ids[w % LOAD_EXECUTIONS]! });
+                  await driver.load(ids[w % LOAD_EXECUTIONS]!);
                 },
                 concurrency,
                 cellSeconds,
@@ -240,7 +310,7 @@ async function measureService(options: BenchOptions): Promise<BenchRow[]> {
             }
           }
         } finally {
-          sessions.abort();
+          driver.close();
         }
       }
     }
@@ -256,7 +326,7 @@ async function measureService(options: BenchOptions): Promise<BenchRow[]> {
         cells.length > 1
           ? `best of ${cells.length} rounds: ${cells.map((c) => c.throughput.toFixed(0)).join(" / ")}`
           : "",
-        scenario.startsWith("Save") ? (notes.get(size) ?? "") : "",
+        scenario.startsWith("Save") && subject !== RAW_PEER ? (notes.get(size) ?? "") : "",
         errors > 0
           ? `${errors} errors (${[...codes].map(([k, v]) => `${k} ${v}`).join(", ")})`
           : "",
@@ -274,12 +344,12 @@ async function measureService(options: BenchOptions): Promise<BenchRow[]> {
         p50Ms: best.p50Ms,
         p99Ms: best.p99Ms,
         note,
-        peerOf: subject === "latchkey (redis)" ? "latchkey (memory)" : undefined,
+        peerOf: subject === RAW_PEER ? undefined : RAW_PEER,
       });
     }
     return rows;
   } finally {
-    for (const s of subjects) await s.server.stop();
+    for (const server of servers) await server.stop();
     await redis.stop();
   }
 }
@@ -372,7 +442,7 @@ export const snapshotsScenario: Scenario = {
   async run(options) {
     options.note?.(
       GROUP,
-      "Driven by a Connect-ES gRPC client in the runner (core 1), C workers in flight, each saving its own execution with increasing sequences or loading seeded ones; the service and Redis on core 0. States are workflow JSON; above 16 KiB they are stored brotli-compressed (the server compresses on Save and inflates on Load). For 1 KiB the client's own CPU caps the rate.",
+      `Driven by a Connect-ES gRPC client in the runner (core 1), C workers in flight, each saving its own execution with increasing sequences or loading seeded ones; the service and Redis on core 0. States are workflow JSON; above 16 KiB they are stored brotli-compressed (the server compresses on Save and inflates on Load). For 1 KiB the client's own CPU caps the rate. Peer: "${RAW_PEER}" = ioredis in the runner on one connection to the same Redis, Save = one Lua script that checks the sequence and HSETs the state as sent, Load = HGET: the least a hand-rolled Redis snapshot store does, without gRPC, compression, metadata or changefeed.`,
     );
     options.note?.(
       COMPRESSION_GROUP,
