@@ -126,6 +126,14 @@ export function addMetadata(target: Record<string, string | string[] | number>, 
   });
 }
 
+/** The 5-byte gRPC message header of an uncompressed message of `length` bytes. */
+export function messagePrefix(length: number): Buffer {
+  const prefix = Buffer.allocUnsafe(5);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
+}
+
 /** Prefixes a serialized message with the 5-byte gRPC message header (uncompressed). */
 export function frameMessage(message: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(5 + message.byteLength);

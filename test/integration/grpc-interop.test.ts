@@ -4,6 +4,7 @@
  * Connect (LATCHKEY_GRPC_LEAN=false). Raw HTTP/2 requests cover what
  * grpc-js cannot send (delayed bodies, hand-made frames).
  */
+import { randomBytes } from "node:crypto";
 import { deflateSync, gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
@@ -384,5 +385,33 @@ describe.each([
     const out = await unary(kv, "range", { prefix: "" });
     expect(out.status.code).toBe(lean ? grpc.status.INTERNAL : grpc.status.INTERNAL);
     expect(out.status.details).not.toMatch(/secret/);
+  });
+});
+
+describe.each([
+  ["lean", "true"],
+  ["connect", "false"],
+])("grpc-js receives large replies intact (%s path)", (_path, leanFlag) => {
+  it("delivers a 900 KiB BatchGet reply byte for byte (the lean path writes header and message apart)", async () => {
+    const server = await startLatchkey({ LATCHKEY_GRPC_LEAN: leanFlag });
+    const kv = grpcClient("latchkey.v1.KvService", server.target);
+    try {
+      const values = [0, 1, 2].map((i) => randomBytes(300 * 1024 + i));
+      for (const [i, value] of values.entries()) {
+        const put = await unary(kv, "put", { key: `large/${i}`, value });
+        expect(put.status.code).toBe(grpc.status.OK);
+      }
+      const got = await unary<{ kvs: { key: string; value: Buffer }[] }>(kv, "batchGet", {
+        keys: ["large/0", "large/1", "large/2"],
+      });
+      expect(got.status.code).toBe(grpc.status.OK);
+      expect(got.response?.kvs.map((kv) => kv.key)).toEqual(["large/0", "large/1", "large/2"]);
+      for (const [i, value] of values.entries()) {
+        expect(Buffer.compare(got.response!.kvs[i]!.value, value)).toBe(0);
+      }
+    } finally {
+      kv.close();
+      await server.close();
+    }
   });
 });
