@@ -26,15 +26,11 @@
 --- @include "lib/kv"
 --- @include "lib/snapshot"
 
-local rev, code = open_tenant(KEYS[1], ARGV[1])
+local rev, ctx, now = open_snapshot_change(ARGV[4])
 if not rev then
-  return code
+  return ctx -- the error code
 end
-local ctx = { meta = KEYS[1], feed = KEYS[2], sexp = KEYS[3], stok = KEYS[4], sclk = KEYS[5],
-  sp = ARGV[2], maxlen = ARGV[3] }
-local now = now_ms()
 local id, name = ARGV[4], ARGV[5]
-rev = expire_if_due(ctx, id, now, rev)
 local ck = checkpoint_key(ctx, id, name)
 local s = load_hash(ck, id, false)
 if not s then

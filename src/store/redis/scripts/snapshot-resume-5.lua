@@ -26,13 +26,10 @@
 --- @include "lib/kv"
 --- @include "lib/snapshot"
 
-local rev, code = open_tenant(KEYS[1], ARGV[1])
+local rev, ctx, now = open_snapshot_change(nil)
 if not rev then
-  return code
+  return ctx -- the error code
 end
-local ctx = { meta = KEYS[1], feed = KEYS[2], sexp = KEYS[3], stok = KEYS[4], sclk = KEYS[5],
-  sp = ARGV[2], maxlen = ARGV[3] }
-local now = now_ms()
 local hash = ARGV[4]
 local id = redis.call('HGET', ctx.stok, hash)
 if not id then
