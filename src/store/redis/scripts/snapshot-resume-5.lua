@@ -26,7 +26,7 @@
 --- @include "lib/kv"
 --- @include "lib/snapshot"
 
-local rev, ctx, now = open_snapshot_change(nil)
+local rev, ctx, now = open_snapshot_change(KEYS, ARGV, nil)
 if not rev then
   return ctx -- the error code
 end

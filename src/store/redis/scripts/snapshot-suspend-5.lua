@@ -28,7 +28,7 @@
 --- @include "lib/kv"
 --- @include "lib/snapshot"
 
-local rev, ctx, now = open_snapshot_change(ARGV[4])
+local rev, ctx, now = open_snapshot_change(KEYS, ARGV, ARGV[4])
 if not rev then
   return ctx -- the error code
 end

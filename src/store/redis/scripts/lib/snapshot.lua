@@ -182,18 +182,19 @@ local function expire_if_due(ctx, id, now, rev)
   return rev + 1
 end
 
--- The start of every script that changes a snapshot (their KEYS[1..5] and
--- ARGV[1..3] are the same, see each script): the tenant's revision, the
--- context and Redis time, after expiring snapshot `id` if its TTL passed
--- (no id: nothing expired). When the tenant cannot be written, returns nil
--- and the code the script returns (NEED_INIT, EPOCH_MISMATCH) instead.
-local function open_snapshot_change(id)
-  local rev, code = open_tenant(KEYS[1], ARGV[1])
+-- The start of every script that changes a snapshot, given its KEYS and
+-- ARGV (keys 1-5 and args 1-3 are the same in all of them, see each
+-- script): the tenant's revision, the context and Redis time, after
+-- expiring snapshot `id` if its TTL passed (no id: nothing expired). When
+-- the tenant cannot be written, returns nil and the code the script returns
+-- (NEED_INIT, EPOCH_MISMATCH) instead.
+local function open_snapshot_change(keys, argv, id)
+  local rev, code = open_tenant(keys[1], argv[1])
   if not rev then
     return nil, code
   end
-  local ctx = { meta = KEYS[1], feed = KEYS[2], sexp = KEYS[3], stok = KEYS[4], sclk = KEYS[5],
-    sp = ARGV[2], maxlen = ARGV[3] }
+  local ctx = { meta = keys[1], feed = keys[2], sexp = keys[3], stok = keys[4], sclk = keys[5],
+    sp = argv[2], maxlen = argv[3] }
   local now = now_ms()
   if id then
     rev = expire_if_due(ctx, id, now, rev)
