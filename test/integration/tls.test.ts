@@ -92,6 +92,8 @@ function httpsPost(
   return new Promise((resolve, reject) => {
     const options: https.RequestOptions & import("node:tls").ConnectionOptions = {
       host: "127.0.0.1",
+      // SNI takes a name, not an IP (Node warns); the certificate holds both.
+      servername: "localhost",
       port,
       path,
       method: "POST",
@@ -119,6 +121,9 @@ function httpsPost(
   });
 }
 
+/** grpc-js dials 127.0.0.1 but sends SNI and checks the certificate for this name. */
+const BY_NAME = { "grpc.ssl_target_name_override": "localhost" };
+
 let pki: Pki;
 beforeAll(() => {
   pki = makePki();
@@ -135,7 +140,7 @@ describe("TLS without client certificates", () => {
     const kv = grpcClient(
       "latchkey.v1.KvService",
       server.target,
-      {},
+      BY_NAME,
       grpc.credentials.createSsl(pki.ca),
     );
     try {
@@ -174,7 +179,7 @@ describe("TLS with a client CA (mutual TLS)", () => {
     const kv = grpcClient(
       "latchkey.v1.KvService",
       server.target,
-      {},
+      BY_NAME,
       grpc.credentials.createSsl(pki.ca, pki.clientKey, pki.clientCert),
     );
     try {
@@ -196,7 +201,7 @@ describe("TLS with a client CA (mutual TLS)", () => {
     const kv = grpcClient(
       "latchkey.v1.KvService",
       server.target,
-      {},
+      BY_NAME,
       grpc.credentials.createSsl(pki.ca),
     );
     try {

@@ -7,6 +7,7 @@
  * resume revision that loses and repeats nothing. (The end-to-end property
  * test checks the same over real servers, where pauses are rarer.)
  */
+import { setMaxListeners } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
 import { StateError } from "../../src/core/errors.js";
 import { prefixEnd } from "../../src/core/keys.js";
@@ -207,6 +208,8 @@ describe("WatchHub with dispatch paused after every push", () => {
         onError: () => {},
       });
       const abort = new AbortController();
+      // One signal ends every watcher of the run (each removes its listener on close).
+      setMaxListeners(0, abort.signal);
       const logs: Log[] = [];
       cleanup.push(() => {
         abort.abort();
@@ -265,6 +268,8 @@ describe("WatchHub with dispatch paused after every push", () => {
         onError: () => {},
       });
       const abort = new AbortController();
+      // One signal ends every watcher of the run (each removes its listener on close).
+      setMaxListeners(0, abort.signal);
       cleanup.push(() => {
         abort.abort();
         hub.close();
