@@ -5,7 +5,6 @@
  * details in the changefeed, the cost rule that a key without a lease never
  * touches the lease keys, and the one client shared by the backend's stores.
  */
-import { once } from "node:events";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import type { FeedEntry, TxnOp, TxnOutcome, TxnPlan } from "../../src/core/model.js";
@@ -261,7 +260,8 @@ describe("RedisLeaseStore", () => {
         monitorErrors.push(error);
       }
     });
-    const monitoring = once(monitor, "monitoring");
+    // Not events.once: it rejects on the first "error", which may be that race.
+    const monitoring = new Promise<void>((resolve) => monitor.once("monitoring", () => resolve()));
     monitor.connect().catch((error: Error) => monitorErrors.push(error));
     await monitoring;
     // Commands run inside the scripts (MONITOR reports them with source "lua").
