@@ -206,6 +206,7 @@ function memoryBackend(config: Config): Backend {
   const tenants = new MemoryTenants({
     maxEntries: config.watch.historyEntries,
     maxAgeMs: config.watch.historyMaxAgeMs,
+    maxBytes: config.watch.historyMaxBytes,
   });
   const store = new MemoryKvStore(tenants);
   return {
