@@ -58,6 +58,23 @@ export function describeWatchContract(name: string, options: WatchContractOption
       readers.push(reader);
       return reader;
     };
+    /**
+     * A server of its own with `env` for the enclosing describe block
+     * (started before its tests, closed after): returns its clients.
+     */
+    const ownServer = (env: Record<string, string>) => {
+      let own: TestServer | undefined;
+      let ownClients: ReturnType<typeof connectClients> | undefined;
+      beforeAll(async () => {
+        own = await options.start(env);
+        ownClients = connectClients(own.baseUrl, options.protocol ?? "grpc");
+      });
+      afterAll(async () => {
+        ownClients?.close();
+        await own?.close();
+      });
+      return () => ownClients!;
+    };
     /** Opens a watch and waits for its first (progress) message: the watch is established. */
     const established = async (req: WatchRequest, c = watch) => {
       const reader = open(req, c);
@@ -263,20 +280,11 @@ export function describeWatchContract(name: string, options: WatchContractOption
     });
 
     describe("with a short history", () => {
-      let small: TestServer;
-      let smallClients: ReturnType<typeof connectClients>;
-      beforeAll(async () => {
-        small = await options.start({ LATCHKEY_WATCH_HISTORY: "5" });
-        smallClients = connectClients(small.baseUrl, options.protocol ?? "grpc");
-      });
-      afterAll(async () => {
-        smallClients?.close();
-        await small?.close();
-      });
+      const smallClients = ownServer({ LATCHKEY_WATCH_HISTORY: "5" });
 
       it("fails below the retained history with OUT_OF_RANGE COMPACTED and compact_revision; the oldest retained works", async () => {
-        const skv = smallClients.client(KvService);
-        const sw = smallClients.client(WatchService);
+        const skv = smallClients().client(KvService);
+        const sw = smallClients().client(WatchService);
         const p = fresh();
         let last = 0n;
         for (let i = 0; i < 20; i++)
@@ -304,20 +312,11 @@ export function describeWatchContract(name: string, options: WatchContractOption
     });
 
     describe("with a 256 KiB history budget", () => {
-      let small: TestServer;
-      let smallClients: ReturnType<typeof connectClients>;
-      beforeAll(async () => {
-        small = await options.start({ LATCHKEY_WATCH_HISTORY_MAX_BYTES: String(256 * 1024) });
-        smallClients = connectClients(small.baseUrl, options.protocol ?? "grpc");
-      });
-      afterAll(async () => {
-        smallClients?.close();
-        await small?.close();
-      });
+      const smallClients = ownServer({ LATCHKEY_WATCH_HISTORY_MAX_BYTES: String(256 * 1024) });
 
       it("keeps the newest entries that fit the byte budget; older starts are COMPACTED", async () => {
-        const skv = smallClients.client(KvService);
-        const sw = smallClients.client(WatchService);
+        const skv = smallClients().client(KvService);
+        const sw = smallClients().client(WatchService);
         const p = fresh();
         const value = (i: number) => new Uint8Array(64 * 1024).fill(i);
         let last = 0n;
@@ -349,8 +348,8 @@ export function describeWatchContract(name: string, options: WatchContractOption
       });
 
       it("always keeps the newest entry, even one larger than the budget", async () => {
-        const skv = smallClients.client(KvService);
-        const sw = smallClients.client(WatchService);
+        const skv = smallClients().client(KvService);
+        const sw = smallClients().client(WatchService);
         const p = fresh();
         const big = new Uint8Array(512 * 1024).fill(7);
         const at = (await skv.put({ key: `${p}big`, value: big })).header!.revision;
@@ -362,20 +361,11 @@ export function describeWatchContract(name: string, options: WatchContractOption
     });
 
     describe("with a 4-message watcher buffer", () => {
-      let small: TestServer;
-      let smallClients: ReturnType<typeof connectClients>;
-      beforeAll(async () => {
-        small = await options.start({ LATCHKEY_WATCHER_BUFFER: "4" });
-        smallClients = connectClients(small.baseUrl, options.protocol ?? "grpc");
-      });
-      afterAll(async () => {
-        smallClients?.close();
-        await small?.close();
-      });
+      const smallClients = ownServer({ LATCHKEY_WATCHER_BUFFER: "4" });
 
       it("ends a watcher that does not read with RESOURCE_EXHAUSTED SLOW_CONSUMER; resuming loses nothing", async () => {
-        const skv = smallClients.client(KvService);
-        const sw = smallClients.client(WatchService);
+        const skv = smallClients().client(KvService);
+        const sw = smallClients().client(WatchService);
         const p = fresh();
         const reader = open({ prefix: p }, sw);
         const start = (await reader.next()).header!.revision;
