@@ -32,6 +32,24 @@ export interface WatchContractOptions {
   readonly protocol?: Protocol;
 }
 
+/**
+ * A server of its own with `env` for the describe block that calls this
+ * (started before its tests, closed after): returns its clients.
+ */
+function ownServer(options: WatchContractOptions, env: Record<string, string>) {
+  let own: TestServer | undefined;
+  let ownClients: ReturnType<typeof connectClients> | undefined;
+  beforeAll(async () => {
+    own = await options.start(env);
+    ownClients = connectClients(own.baseUrl, options.protocol ?? "grpc");
+  });
+  afterAll(async () => {
+    ownClients?.close();
+    await own?.close();
+  });
+  return () => ownClients!;
+}
+
 export function describeWatchContract(name: string, options: WatchContractOptions): void {
   describe(`WatchService conformance: ${name}`, () => {
     let server: TestServer;
@@ -57,23 +75,6 @@ export function describeWatchContract(name: string, options: WatchContractOption
       const reader = new WatchReader((signal) => c.watch(req, { signal }));
       readers.push(reader);
       return reader;
-    };
-    /**
-     * A server of its own with `env` for the enclosing describe block
-     * (started before its tests, closed after): returns its clients.
-     */
-    const ownServer = (env: Record<string, string>) => {
-      let own: TestServer | undefined;
-      let ownClients: ReturnType<typeof connectClients> | undefined;
-      beforeAll(async () => {
-        own = await options.start(env);
-        ownClients = connectClients(own.baseUrl, options.protocol ?? "grpc");
-      });
-      afterAll(async () => {
-        ownClients?.close();
-        await own?.close();
-      });
-      return () => ownClients!;
     };
     /** Opens a watch and waits for its first (progress) message: the watch is established. */
     const established = async (req: WatchRequest, c = watch) => {
@@ -280,7 +281,7 @@ export function describeWatchContract(name: string, options: WatchContractOption
     });
 
     describe("with a short history", () => {
-      const smallClients = ownServer({ LATCHKEY_WATCH_HISTORY: "5" });
+      const smallClients = ownServer(options, { LATCHKEY_WATCH_HISTORY: "5" });
 
       it("fails below the retained history with OUT_OF_RANGE COMPACTED and compact_revision; the oldest retained works", async () => {
         const skv = smallClients().client(KvService);
@@ -312,7 +313,9 @@ export function describeWatchContract(name: string, options: WatchContractOption
     });
 
     describe("with a 256 KiB history budget", () => {
-      const smallClients = ownServer({ LATCHKEY_WATCH_HISTORY_MAX_BYTES: String(256 * 1024) });
+      const smallClients = ownServer(options, {
+        LATCHKEY_WATCH_HISTORY_MAX_BYTES: String(256 * 1024),
+      });
 
       it("keeps the newest entries that fit the byte budget; older starts are COMPACTED", async () => {
         const skv = smallClients().client(KvService);
@@ -361,7 +364,7 @@ export function describeWatchContract(name: string, options: WatchContractOption
     });
 
     describe("with a 4-message watcher buffer", () => {
-      const smallClients = ownServer({ LATCHKEY_WATCHER_BUFFER: "4" });
+      const smallClients = ownServer(options, { LATCHKEY_WATCHER_BUFFER: "4" });
 
       it("ends a watcher that does not read with RESOURCE_EXHAUSTED SLOW_CONSUMER; resuming loses nothing", async () => {
         const skv = smallClients().client(KvService);
