@@ -120,8 +120,6 @@ export interface WatchSettings {
   readonly historyEntries: number;
   /** Changefeed entries older than this are dropped. */
   readonly historyMaxAgeMs: number;
-  /** Changefeed bytes retained per tenant (the newest entry is always kept). */
-  readonly historyMaxBytes: number;
   readonly progressIntervalMs: number;
   /** Undelivered messages a watcher may hold before it is ended. */
   readonly watcherBuffer: number;
@@ -201,10 +199,6 @@ const SETTINGS = {
   watchHistoryMaxAgeMs: {
     env: "LATCHKEY_WATCH_HISTORY_MAX_AGE_MS",
     flag: "watch-history-max-age-ms",
-  },
-  watchHistoryMaxBytes: {
-    env: "LATCHKEY_WATCH_HISTORY_MAX_BYTES",
-    flag: "watch-history-max-bytes",
   },
   watchProgressIntervalMs: {
     env: "LATCHKEY_WATCH_PROGRESS_INTERVAL_MS",
@@ -408,7 +402,6 @@ export function loadConfig(
     watch: {
       historyEntries: int("watchHistoryEntries", 100_000, 1),
       historyMaxAgeMs: int("watchHistoryMaxAgeMs", 24 * 3600 * 1000, 1000),
-      historyMaxBytes: int("watchHistoryMaxBytes", 256 * 1024 * 1024, 1024),
       progressIntervalMs: int("watchProgressIntervalMs", 10_000, 10),
       watcherBuffer: int("watcherBuffer", 1024, 1),
     },

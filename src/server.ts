@@ -206,7 +206,6 @@ function memoryBackend(config: Config): Backend {
   const tenants = new MemoryTenants({
     maxEntries: config.watch.historyEntries,
     maxAgeMs: config.watch.historyMaxAgeMs,
-    maxBytes: config.watch.historyMaxBytes,
   });
   const store = new MemoryKvStore(tenants);
   return {

@@ -312,57 +312,6 @@ export function describeWatchContract(name: string, options: WatchContractOption
       });
     });
 
-    describe("with a 256 KiB history budget", () => {
-      const smallClients = ownServer(options, {
-        LATCHKEY_WATCH_HISTORY_MAX_BYTES: String(256 * 1024),
-      });
-
-      it("keeps the newest entries that fit the byte budget; older starts are COMPACTED", async () => {
-        const skv = smallClients().client(KvService);
-        const sw = smallClients().client(WatchService);
-        const p = fresh();
-        const value = (i: number) => new Uint8Array(64 * 1024).fill(i);
-        let last = 0n;
-        for (let i = 0; i < 12; i++) {
-          last = (await skv.put({ key: `${p}k${i}`, value: value(i) })).header!.revision;
-        }
-        const meta = await expectError(
-          open({ prefix: p, startRevision: 1n }, sw).next(),
-          Code.OutOfRange,
-          "COMPACTED",
-        );
-        const oldest = BigInt(meta.compact_revision!);
-        // 64 KiB entries under a 256 KiB budget: two to four of them stay.
-        expect(oldest).toBeGreaterThanOrEqual(last - 3n);
-        expect(oldest).toBeLessThanOrEqual(last - 1n);
-        const fromOldest = open({ prefix: p, startRevision: oldest }, sw);
-        const seen: bigint[] = [];
-        while (seen.at(-1) !== last) {
-          const message = await fromOldest.nextEvents();
-          for (const event of message.events) {
-            seen.push(event.kv!.modRevision);
-            const i = Number(event.kv!.modRevision - last) + 11;
-            expect(event.kv!.value).toEqual(value(i));
-          }
-        }
-        expect(seen).toEqual(
-          Array.from({ length: Number(last - oldest) + 1 }, (_, i) => oldest + BigInt(i)),
-        );
-      });
-
-      it("always keeps the newest entry, even one larger than the budget", async () => {
-        const skv = smallClients().client(KvService);
-        const sw = smallClients().client(WatchService);
-        const p = fresh();
-        const big = new Uint8Array(512 * 1024).fill(7);
-        const at = (await skv.put({ key: `${p}big`, value: big })).header!.revision;
-        const watch = open({ prefix: p, startRevision: at }, sw);
-        const message = await watch.nextEvents();
-        expect(message.events[0]!.kv!.modRevision).toBe(at);
-        expect(message.events[0]!.kv!.value.length).toBe(big.length);
-      });
-    });
-
     describe("with a 4-message watcher buffer", () => {
       const smallClients = ownServer(options, { LATCHKEY_WATCHER_BUFFER: "4" });
 

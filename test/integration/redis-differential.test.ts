@@ -362,11 +362,7 @@ describe("the Redis backend matches the memory backend", () => {
   /** Runs `steps` on both backends (a fresh tenant), comparing as it goes. */
   async function compareRun(steps: readonly Step[]): Promise<void> {
     const tenant = `diff-${run++}`;
-    const tenants = new MemoryTenants({
-      maxEntries: HISTORY,
-      maxAgeMs: 3_600_000,
-      maxBytes: 256 * 1024 * 1024,
-    });
+    const tenants = new MemoryTenants({ maxEntries: HISTORY, maxAgeMs: 3_600_000 });
     const memory = new MemoryKvStore(tenants);
     const memoryLeases = new MemoryLeaseStore(tenants, memory);
     const t = tenants.get(tenant);

@@ -139,47 +139,6 @@ describe("RedisKvStore", () => {
     await expectContiguousFeed(store, t);
   });
 
-  it("trims the feed by entries, bytes and age, keeping its byte count exact", async () => {
-    const limited = await startStore(url, {
-      keyPrefix: prefix,
-      watch: { historyEntries: 6, historyMaxBytes: 8000, historyMaxAgeMs: 150 },
-    });
-    extra.push(limited);
-    const t = tenant();
-    const k = tenantKeys(prefix, t);
-    // What the feed holds, from Redis itself: entries, their recorded sizes, the meta total.
-    const feedState = async () => {
-      const entries = (await raw.xrange(k.feed, "-", "+")) as [string, string[]][];
-      const sizes = entries.map(([, fields]) => Number(fields[fields.indexOf("b") + 1]));
-      const total = Number(await raw.hget(k.meta, "fb"));
-      return { count: entries.length, sizes, total };
-    };
-    // Small entries: the count limit binds.
-    for (let i = 0; i < 10; i++) done(await limited.txn(t, plan([put(`s${i}`, "v")])));
-    let state = await feedState();
-    expect(state.count).toBe(6);
-    expect(state.total).toBe(state.sizes.reduce((a, b) => a + b, 0));
-    // 3 KB entries: the byte limit binds (two fit in 8000 bytes, a third does not).
-    for (let i = 0; i < 4; i++) done(await limited.txn(t, plan([put(`b${i}`, "x".repeat(3000))])));
-    state = await feedState();
-    expect(state.count).toBe(2);
-    expect(state.total).toBe(state.sizes.reduce((a, b) => a + b, 0));
-    expect(state.total).toBeLessThanOrEqual(8000);
-    // One entry over the whole budget stays: the newest is always kept.
-    done(await limited.txn(t, plan([put("huge", "y".repeat(20_000))])));
-    state = await feedState();
-    expect(state.count).toBe(1);
-    expect(state.total).toBe(state.sizes[0]);
-    await expectContiguousFeed(limited, t);
-    // Age: a sweep after the max age drops all but the newest, and its bytes.
-    done(await limited.txn(t, plan([put("late", "z")])));
-    await sleep(200);
-    await limited.sweepExpired(t, 10);
-    state = await feedState();
-    expect(state.count).toBe(1);
-    expect(state.total).toBe(state.sizes[0]);
-  });
-
   it("keeps binary values and non-ASCII keys intact, in the store and in the feed", async () => {
     const t = tenant();
     const value = new Uint8Array([0xff, 0x00, 0xc3, 0x28, 0x80, 0x0a]);

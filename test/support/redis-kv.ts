@@ -30,7 +30,6 @@ export function watchSettings(options: StoreOptions = {}): WatchSettings {
   return {
     historyEntries: 100_000,
     historyMaxAgeMs: 24 * 3600 * 1000,
-    historyMaxBytes: 256 * 1024 * 1024,
     progressIntervalMs: 10_000,
     watcherBuffer: 1024,
     ...options.watch,

@@ -26,36 +26,17 @@ export interface FeedRetention {
   readonly maxEntries: number;
   /** Entries older than this are dropped (the newest is always kept). */
   readonly maxAgeMs: number;
-  /** Bytes of events kept per tenant (the newest entry is always kept). */
-  readonly maxBytes: number;
 }
 
-/**
- * What an entry's events weigh: their keys and values (current and
- * previous) and a fixed cost per event, close to the packed size the Redis
- * backend counts.
- */
-export function feedEntryBytes(entry: FeedEntry): number {
-  let bytes = 0;
-  for (const event of entry.events) {
-    bytes += 48 + event.kv.key.length + event.kv.value.byteLength;
-    if (event.prevKv) bytes += 24 + event.prevKv.value.byteLength;
-  }
-  return bytes;
-}
-
-/** A tenant's changefeed: one entry per revision, trimmed by count, bytes and age. */
+/** A tenant's changefeed: one entry per revision, trimmed by count and age. */
 export class MemoryFeed {
-  private entries: { entry: FeedEntry; at: number; bytes: number }[] = [];
+  private entries: { entry: FeedEntry; at: number }[] = [];
   private head = 0;
-  private bytes = 0;
 
   constructor(private readonly retention: FeedRetention) {}
 
   append(entry: FeedEntry, now: number): void {
-    const bytes = feedEntryBytes(entry);
-    this.entries.push({ entry, at: now, bytes });
-    this.bytes += bytes;
+    this.entries.push({ entry, at: now });
     this.trim(now);
   }
 
@@ -72,15 +53,9 @@ export class MemoryFeed {
   }
 
   trim(now: number): void {
-    const { maxEntries, maxBytes, maxAgeMs } = this.retention;
     const size = () => this.entries.length - this.head;
-    while (
-      size() > 1 &&
-      (size() > maxEntries || this.bytes > maxBytes || now - this.entries[this.head]!.at > maxAgeMs)
-    ) {
-      this.bytes -= this.entries[this.head]!.bytes;
-      this.head++;
-    }
+    while (size() > this.retention.maxEntries) this.head++;
+    while (size() > 1 && now - this.entries[this.head]!.at > this.retention.maxAgeMs) this.head++;
     // Compact the array once the dropped prefix dominates it.
     if (this.head > 1024 && this.head * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.head);

@@ -106,7 +106,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...this.mutationKeys(k),
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         write.executionId,
         String(write.sequence),
         write.contentType,
@@ -143,7 +143,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...this.mutationKeys(k),
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         executionId,
         String(expectedSequence),
         String(state.size),
@@ -177,7 +177,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         k.leaseExp,
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         executionId,
         purge ? "1" : "0",
         k.record,
@@ -224,7 +224,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...this.mutationKeys(k),
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         executionId,
         name,
         String(maxCheckpoints),
@@ -248,7 +248,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...this.mutationKeys(k),
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         executionId,
         name,
       ),
@@ -281,7 +281,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...this.mutationKeys(k),
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         executionId,
         suspension.reason,
         asBuffer(suspension.data),
@@ -303,7 +303,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...this.mutationKeys(k),
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         tokenHash,
         asBuffer(input),
       ),
@@ -331,7 +331,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         k.feed,
         epoch,
         k.snap,
-        this.state.feedLimits,
+        this.maxlen,
         executionId,
         append.expectedLastSeq === undefined ? "" : String(append.expectedLastSeq),
         append.idempotency?.key ?? "",
@@ -393,13 +393,7 @@ export class RedisSnapshotStore implements SnapshotStore {
 
   async sweepExpired(tenant: Tenant, limit: number) {
     const reply = await this.state.run(tenant, (k, epoch) =>
-      this.client.snapshotSweep(
-        ...this.mutationKeys(k),
-        epoch,
-        k.snap,
-        this.state.feedLimits,
-        String(limit),
-      ),
+      this.client.snapshotSweep(...this.mutationKeys(k), epoch, k.snap, this.maxlen, String(limit)),
     );
     return decoding(() => {
       const [expired, nextExpireAt] = reply as [number, number, number];
@@ -410,6 +404,10 @@ export class RedisSnapshotStore implements SnapshotStore {
   /** KEYS[1..5] of every snapshot mutation script. */
   private mutationKeys(k: TenantKeys): [string, string, string, string, string] {
     return [k.meta, k.feed, k.snapExp, k.snapTok, k.snapClock];
+  }
+
+  private get maxlen(): string {
+    return String(this.state.watch.historyEntries);
   }
 
   private scheduled(tenant: Tenant, expireAt: number | undefined): void {

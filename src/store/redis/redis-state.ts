@@ -60,8 +60,6 @@ export class RedisState {
   private epoch: string | undefined;
   /** Set once the backend is known to have lost data: every call fails until restart. */
   private reset = false;
-  /** The changefeed retention every recording script takes: '<entries> <bytes>'. */
-  readonly feedLimits: string;
 
   constructor(
     readonly settings: RedisSettings,
@@ -70,7 +68,6 @@ export class RedisState {
     readonly url: string,
   ) {
     this.global = globalKeys(settings.keyPrefix);
-    this.feedLimits = `${watch.historyEntries} ${watch.historyMaxBytes}`;
     this.client = createRedisClient(settings, url, logger, "latchkey-kv");
     this.scripts = defineScripts(this.client);
   }

@@ -13,7 +13,7 @@
     Output:
       -1 NEED_INIT, -2 EPOCH_MISMATCH, or
       {revision, oldest (0 = empty), {{id, {field, value, ...}}, ...}}
-      where each entry's fields are e (cmsgpack events), t (ms written) and b (bytes of e).
+      where each entry's fields are e (cmsgpack events) and t (ms written).
 ]]
 --- @include "lib/kv"
 

@@ -21,7 +21,7 @@
       ARGV[1] epoch
       ARGV[2] record prefix  P:{T}:k:
       ARGV[3] limit          items (keys, leases, lock records) to expire at most
-      ARGV[4] feed limits    '<entries> <bytes>' retained (see commit in lib/kv)
+      ARGV[4] feed maxlen    entries retained
       ARGV[5] feed max age   ms; older entries are trimmed
       ARGV[6] lease prefix   P:{T}:lease:
       ARGV[7] lock prefix    P:{T}:lock:r:
@@ -82,26 +82,29 @@ end
 -- never the newest entry (so the current revision stays readable).
 local cutoff = now - tonumber(ARGV[5])
 local oldest = redis.call('XRANGE', ctx.feed, '-', '+', 'COUNT', 256)
-if #oldest > 0 then
-  local newest_id = redis.call('XREVRANGE', ctx.feed, '+', '-', 'COUNT', 1)[1][1]
-  local count, dropped, keep_from = 0, 0, nil
-  for _, entry in ipairs(oldest) do
-    local at = tonumber(entry_field(entry, 't'))
-    if at == nil or at >= cutoff or entry[1] == newest_id then
-      keep_from = entry[1]
-      break
+local last_old = nil
+for _, entry in ipairs(oldest) do
+  local fields = entry[2]
+  local at = nil
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' then
+      at = tonumber(fields[i + 1])
     end
-    count = count + 1
-    dropped = dropped + (tonumber(entry_field(entry, 'b')) or 0)
   end
-  if count > 0 then
-    if not keep_from then
-      -- All scanned entries are old (and none is the newest): keep from the next.
-      keep_from = fmt(tonumber(string.match(oldest[#oldest][1], '^(%d+)')) + 1) .. '-0'
-    end
-    redis.call('XTRIM', ctx.feed, 'MINID', keep_from)
-    feed_bytes_dropped(ctx, dropped)
+  if at == nil or at >= cutoff then
+    break
   end
+  last_old = entry[1]
+end
+if last_old then
+  local newest = redis.call('XREVRANGE', ctx.feed, '+', '-', 'COUNT', 1)[1][1]
+  local cut_rev = tonumber(string.match(last_old, '^(%d+)'))
+  local newest_rev = tonumber(string.match(newest, '^(%d+)'))
+  local keep_from = cut_rev + 1
+  if keep_from > newest_rev then
+    keep_from = newest_rev
+  end
+  redis.call('XTRIM', ctx.feed, 'MINID', fmt(keep_from) .. '-0')
 end
 
 local next_at = 0

@@ -24,7 +24,7 @@
 
       ARGV[1] epoch
       ARGV[2] record prefix  P:{T}:k:
-      ARGV[3] feed limits    '<entries> <bytes>' retained (see commit in lib/kv)
+      ARGV[3] feed maxlen    entries retained (exact trim)
       ARGV[4] lease prefix   P:{T}:lease: (a lease's key set is <prefix><id>:k)
       ARGV[5]   nPlans, then per plan: nArgs, then the plan's nArgs arguments,
         flat (planArgs in redis-kv-store.ts):

@@ -17,7 +17,7 @@
 
       ARGV[1] epoch
       ARGV[2] record prefix  P:{T}:k:
-      ARGV[3] feed limits    '<entries> <bytes>' retained (see commit in lib/kv)
+      ARGV[3] feed maxlen    entries retained
       ARGV[4] lease prefix   P:{T}:lease:
       ARGV[5] lock prefix    P:{T}:lock:r:
       ARGV[6] lease id       1 .. 2^53-1

@@ -16,7 +16,7 @@
       KEYS[6] lock expiry    P:{T}:lock:exp
 
       ARGV[1] epoch
-      ARGV[2] feed limits    '<entries> <bytes>' retained (see commit in lib/kv)
+      ARGV[2] feed maxlen    entries retained
       ARGV[3] lease prefix   P:{T}:lease:
       ARGV[4] lock prefix    P:{T}:lock:r:
       ARGV[5] name

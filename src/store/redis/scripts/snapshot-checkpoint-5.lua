@@ -14,7 +14,7 @@
 
       ARGV[1] epoch
       ARGV[2] snap prefix    P:{T}:snap:
-      ARGV[3] feed limits    '<entries> <bytes>' retained (see commit in lib/kv)
+      ARGV[3] feed maxlen
       ARGV[4] execution id
       ARGV[5] name
       ARGV[6] max checkpoints

@@ -246,54 +246,12 @@ local function tombstone_event(kind, key, revision, prev)
   return { kind, key, '', 0, revision, 0, 0, 0, prev_of(prev) }
 end
 
--- A field of a stream entry ({id, {field, value, ...}}), or nil.
-local function entry_field(entry, name)
-  local fields = entry[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == name then
-      return fields[i + 1]
-    end
-  end
-  return nil
-end
-
--- The changefeed's retention, ctx.maxlen = '<entries> <bytes>': at most that
--- many entries and (but for the newest entry) that many bytes of packed
--- events. The meta field 'fb' holds the bytes retained; each entry records
--- its own in field 'b'.
-local function feed_limits(ctx)
-  local entries, bytes = string.match(ctx.maxlen, '^(%d+) (%d+)$')
-  return tonumber(entries), tonumber(bytes)
-end
-
--- Takes `dropped` bytes off the retained total (never below 0).
-local function feed_bytes_dropped(ctx, dropped)
-  if dropped > 0 then
-    local left = redis.call('HINCRBY', ctx.meta, 'fb', -dropped)
-    if left < 0 then
-      redis.call('HSET', ctx.meta, 'fb', 0)
-    end
-  end
-end
-
 -- Records one revision: one feed entry with id <revision>-0, then the revision.
--- The oldest entries go while the feed is over either limit, the newest
--- always stays (as the memory store does).
+-- The feed is trimmed to exactly ctx.maxlen entries (as the memory store does).
 local function commit(ctx, revision, events, now)
-  local packed = cmsgpack.pack(events)
-  redis.call('XADD', ctx.feed, fmt(revision) .. '-0', 'e', packed, 't', fmt(now), 'b', #packed)
+  redis.call('XADD', ctx.feed, 'MAXLEN', '=', ctx.maxlen, fmt(revision) .. '-0',
+    'e', cmsgpack.pack(events), 't', fmt(now))
   redis.call('HSET', ctx.meta, 'rev', fmt(revision))
-  local max_entries, max_bytes = feed_limits(ctx)
-  local bytes = redis.call('HINCRBY', ctx.meta, 'fb', #packed)
-  local length = redis.call('XLEN', ctx.feed)
-  local dropped = 0
-  while length > 1 and (length > max_entries or bytes - dropped > max_bytes) do
-    local first = redis.call('XRANGE', ctx.feed, '-', '+', 'COUNT', 1)[1]
-    redis.call('XDEL', ctx.feed, first[1])
-    dropped = dropped + (tonumber(entry_field(first, 'b')) or 0)
-    length = length - 1
-  end
-  feed_bytes_dropped(ctx, dropped)
 end
 
 -- Removes `keys` (no longer live) at `revision`, appending one EXPIRE event
