@@ -141,7 +141,7 @@ interface Subject {
   open(): Driver;
 }
 
-export const RAW_PEER = "ioredis → Redis (raw)";
+const RAW_PEER = "ioredis → Redis (raw)";
 
 /**
  * The raw peer's Save: what a hand-rolled store must do at least, a

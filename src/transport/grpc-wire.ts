@@ -126,19 +126,23 @@ export function addMetadata(target: Record<string, string | string[] | number>, 
   });
 }
 
+/** Writes the 5-byte gRPC message header (uncompressed, `length` bytes) at the start of `target`. */
+function writePrefix(target: Buffer, length: number): void {
+  target[0] = 0;
+  target.writeUInt32BE(length, 1);
+}
+
 /** The 5-byte gRPC message header of an uncompressed message of `length` bytes. */
 export function messagePrefix(length: number): Buffer {
   const prefix = Buffer.allocUnsafe(5);
-  prefix[0] = 0;
-  prefix.writeUInt32BE(length, 1);
+  writePrefix(prefix, length);
   return prefix;
 }
 
 /** Prefixes a serialized message with the 5-byte gRPC message header (uncompressed). */
 export function frameMessage(message: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(5 + message.byteLength);
-  frame[0] = 0;
-  frame.writeUInt32BE(message.byteLength, 1);
+  writePrefix(frame, message.byteLength);
   frame.set(message, 5);
   return frame;
 }
