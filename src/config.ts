@@ -30,6 +30,15 @@ export interface Config {
   readonly watch: WatchSettings;
   readonly lock: LockSettings;
   readonly snapshot: SnapshotSettings;
+  readonly rateLimit: RateLimitSettings;
+}
+
+/** Per-tenant call rate limit of each replica (api/rate-limit.ts). */
+export interface RateLimitSettings {
+  /** Calls per second per tenant on one replica; 0 = no limit. LATCHKEY_TENANT_RATE_LIMIT, 0. */
+  readonly callsPerSecond: number;
+  /** Calls a tenant may make at once after being idle. LATCHKEY_TENANT_RATE_BURST, the rate (at least 1). */
+  readonly burst: number;
 }
 
 /**
@@ -220,6 +229,8 @@ const SETTINGS = {
     env: "LATCHKEY_SNAPSHOT_MAX_CHECKPOINTS",
     flag: "snapshot-max-checkpoints",
   },
+  tenantRateLimit: { env: "LATCHKEY_TENANT_RATE_LIMIT", flag: "tenant-rate-limit" },
+  tenantRateBurst: { env: "LATCHKEY_TENANT_RATE_BURST", flag: "tenant-rate-burst" },
   resumeTokenTtlMs: { env: "LATCHKEY_RESUME_TOKEN_TTL_MS", flag: "resume-token-ttl-ms" },
   idempotencyTtlMs: {
     env: "LATCHKEY_SNAPSHOT_IDEMPOTENCY_TTL_MS",
@@ -350,6 +361,7 @@ export function loadConfig(
     );
   }
   const defaultDeadlineMs = int("defaultDeadlineMs", 30_000, 1);
+  const callsPerSecond = number("tenantRateLimit", 0, 0, 10_000_000);
 
   const config: Config = {
     host: raw("host") ?? "127.0.0.1",
@@ -416,6 +428,10 @@ export function loadConfig(
       maxCheckpoints: int("snapshotMaxCheckpoints", 64, 1, 10_000),
       resumeTokenTtlMs: int("resumeTokenTtlMs", 30 * 24 * 3600 * 1000, 1000),
       idempotencyTtlMs: int("idempotencyTtlMs", 24 * 3600 * 1000, 1000),
+    },
+    rateLimit: {
+      callsPerSecond,
+      burst: number("tenantRateBurst", Math.max(1, callsPerSecond), 1, 10_000_000),
     },
   };
   return deepFreeze(config);

@@ -12,6 +12,7 @@ import { errorWithInfo } from "./api/errors.js";
 import { createHealthMonitor } from "./api/health-service.js";
 import { createRpcMetrics } from "./api/metrics.js";
 import type { PipelineOptions } from "./api/pipeline.js";
+import { TenantRateLimiter } from "./api/rate-limit.js";
 import { latchkeyServices, operationalServices, registerRoutes, roleOf } from "./api/routes.js";
 import type { Config } from "./config.js";
 import { Reason } from "./core/errors.js";
@@ -84,6 +85,9 @@ export function createServer(config: Config, logger: Logger): LatchkeyServer {
     defaultDeadlineMs: config.server.defaultDeadlineMs,
     maxDeadlineMs: config.server.maxDeadlineMs,
     roleOf,
+    ...(config.rateLimit.callsPerSecond > 0
+      ? { rateLimiter: new TenantRateLimiter(config.rateLimit) }
+      : {}),
   };
   const hub = new WatchHub(store, {
     bufferLimit: config.watch.watcherBuffer,

@@ -7,7 +7,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type ErrorCode, isStateError, Reason } from "../core/errors.js";
-import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 
 export const ERROR_DOMAIN = "latchkey.dev";
 
@@ -54,16 +54,33 @@ export function isDecodeFailure(code: Code, message: string): boolean {
   );
 }
 
-/** Builds a ConnectError with an ErrorInfo detail. */
+/**
+ * Builds a ConnectError with an ErrorInfo detail, and a google.rpc.RetryInfo
+ * when the metadata says when to retry (`retry_after_ms`), for clients that
+ * honour the standard detail.
+ */
 export function errorWithInfo(
   code: Code,
   reason: string,
   message: string,
   metadata: Readonly<Record<string, string>> = {},
 ): ConnectError {
-  return new ConnectError(message, code, undefined, [
+  const details: ConstructorParameters<typeof ConnectError>[3] = [
     { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN, metadata: { ...metadata } } },
-  ]);
+  ];
+  const retryAfterMs = Number(metadata.retry_after_ms);
+  if (metadata.retry_after_ms !== undefined && Number.isSafeInteger(retryAfterMs)) {
+    details.push({
+      desc: RetryInfoSchema,
+      value: {
+        retryDelay: {
+          seconds: BigInt(Math.floor(retryAfterMs / 1000)),
+          nanos: (retryAfterMs % 1000) * 1_000_000,
+        },
+      },
+    });
+  }
+  return new ConnectError(message, code, undefined, details);
 }
 
 /**

@@ -1,9 +1,9 @@
 /**
  * What every call goes through, whichever protocol path serves it (Connect's
  * adapter or the lean gRPC path): authentication and the role check, the
- * default deadline, error mapping, metrics and logging. It wraps a service
- * implementation method by method, so both paths call the same wrapped
- * handlers and no Connect interceptor is needed.
+ * per-tenant rate limit, the default deadline, error mapping, metrics and
+ * logging. It wraps a service implementation method by method, so both
+ * paths call the same wrapped handlers and no Connect interceptor is needed.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -13,6 +13,7 @@ import type { Tenant } from "../core/model.js";
 import { type Authenticator, allows, type Principal, type Role } from "./auth.js";
 import { errorWithInfo, toConnectError } from "./errors.js";
 import type { RpcMetrics } from "./metrics.js";
+import type { TenantRateLimiter } from "./rate-limit.js";
 
 export const PRINCIPAL = createContextKey<Principal | undefined>(undefined, {
   description: "latchkey principal",
@@ -36,6 +37,8 @@ export interface PipelineOptions {
   readonly maxDeadlineMs: number;
   /** The role each method needs; methods not listed need none (health, reflection). */
   readonly roleOf: (method: DescMethod) => Role | undefined;
+  /** Per-tenant call rate limit; absent = none. Methods that need no role are never limited. */
+  readonly rateLimiter?: TenantRateLimiter;
 }
 
 /** The deadline a handler should work to: the client's (capped) or the default. */
@@ -89,6 +92,7 @@ function guardMethod(
         { role },
       );
     }
+    options.rateLimiter?.admit(principal.tenant);
     ctx.values.set(PRINCIPAL, principal);
   };
 
