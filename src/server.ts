@@ -173,10 +173,14 @@ export function createServer(config: Config, logger: Logger): LatchkeyServer {
     },
   };
 
-  // SIGTERM: NOT_SERVING, stop accepting, GOAWAY, let calls finish for the
-  // grace period, cut the rest with UNAVAILABLE SHUTTING_DOWN, stop backends.
+  // SIGTERM: NOT_SERVING, end watches at once (UNAVAILABLE SHUTTING_DOWN with
+  // their resume revision: they never end by themselves, and their clients
+  // should resume on another replica now, not after the grace period), stop
+  // accepting, GOAWAY, let calls finish for the grace period, cut the rest
+  // with UNAVAILABLE SHUTTING_DOWN, stop backends.
   async function drainAndStop(): Promise<void> {
     health.setDraining();
+    hub.close();
     const shuttingDown = errorWithInfo(
       Code.Unavailable,
       Reason.SHUTTING_DOWN,
@@ -192,7 +196,6 @@ export function createServer(config: Config, logger: Logger): LatchkeyServer {
     sweeper.stop();
     snapshotSweeper.stop();
     locks.close();
-    hub.close();
     await lockNodes.close();
     await store.close();
   }

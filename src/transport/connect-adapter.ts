@@ -117,11 +117,69 @@ async function repair(
   return uRes;
 }
 
-function decodeMessage(message: string, input: DescMessage): string {
-  // protobuf-es names the field and the problem for JSON; binary parse errors say nothing useful.
-  return message.startsWith("parse binary")
-    ? `the request is not a valid ${input.typeName} message`
-    : message;
+interface Explained {
+  readonly code: Code;
+  readonly message: string;
+  readonly metadata: Record<string, string>;
+}
+
+const JSON_FIELD_ERROR = /^cannot decode field [\w.]+\.(\w+) from JSON: (.+)$/s;
+const JSON_UNKNOWN_KEY = /^cannot decode message [\w.]+ from JSON: key "(.*)" is unknown$/s;
+/** A value of an enum or of a well-known type (Duration, Timestamp) that does not parse. */
+const JSON_BAD_VALUE =
+  /^cannot decode (?:enum ([\w.]+)|message (google\.protobuf\.\w+)) from JSON: (.+)$/s;
+const OVER_LIMIT = /larger than configured (read|write)MaxBytes (\d+)/;
+
+/**
+ * What a client is told about an error Connect raised itself: a request
+ * that does not decode is INVALID_ARGUMENT naming the field at fault (JSON
+ * syntax errors and binary parse errors get a fixed text: the parser's own
+ * words describe its internals, not the request); a message over the size
+ * limit names the limit.
+ */
+function explain(code: Code, message: string, input: DescMessage): Explained {
+  if (isDecodeFailure(code, message)) {
+    const field = JSON_FIELD_ERROR.exec(message);
+    if (field) {
+      return {
+        code: Code.InvalidArgument,
+        message: `field ${field[1]}: ${field[2]}`,
+        metadata: { field: field[1]! },
+      };
+    }
+    const unknown = JSON_UNKNOWN_KEY.exec(message);
+    if (unknown) {
+      return {
+        code: Code.InvalidArgument,
+        message: `unknown field "${unknown[1]}" for ${input.typeName}`,
+        metadata: { field: unknown[1]! },
+      };
+    }
+    const badValue = JSON_BAD_VALUE.exec(message);
+    if (badValue) {
+      return {
+        code: Code.InvalidArgument,
+        message: `invalid ${badValue[1] ?? badValue[2]} value: ${badValue[3]}`,
+        metadata: {},
+      };
+    }
+    const format = message.startsWith("parse binary") ? "binary" : "JSON";
+    return {
+      code: Code.InvalidArgument,
+      message: `the request is not a valid ${input.typeName} message (${format})`,
+      metadata: {},
+    };
+  }
+  const over = code === Code.ResourceExhausted ? OVER_LIMIT.exec(message) : null;
+  if (over) {
+    const which = over[1] === "read" ? "request" : "response";
+    return {
+      code,
+      message: `the ${which} message is larger than the limit of ${over[2]} bytes`,
+      metadata: { limit: over[2]! },
+    };
+  }
+  return { code, message, metadata: {} };
 }
 
 async function repairConnectUnary(
@@ -138,15 +196,10 @@ async function repairConnectUnary(
     return { ...uRes, body: once(original) };
   }
   if (parsed.details && parsed.details.length > 0) return { ...uRes, body: once(original) };
-  let code = CODE_BY_NAME.get(parsed.code ?? "") ?? Code.Unknown;
-  let message = parsed.message ?? "";
-  let status = uRes.status;
-  if (isDecodeFailure(code, message)) {
-    code = Code.InvalidArgument;
-    message = decodeMessage(message, input);
-    status = 400;
-  }
-  const error = errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message);
+  const connectCode = CODE_BY_NAME.get(parsed.code ?? "") ?? Code.Unknown;
+  const { code, message, metadata } = explain(connectCode, parsed.message ?? "", input);
+  const status = code === connectCode ? uRes.status : 400;
+  const error = errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message, metadata);
   const details = error.details.map((d) => {
     const { desc, value } = d as { desc: DescMessage; value: MessageInitShape<DescMessage> };
     return { type: desc.typeName, value: base64(toBinary(desc, create(desc, value))) };
@@ -158,14 +211,13 @@ async function repairConnectUnary(
 }
 
 function repairGrpcTrailers(headers: Headers, status: number, input: DescMessage): void {
-  let code = status as Code;
-  let message = decodeURIComponent(headers.get("grpc-message") ?? "");
-  if (isDecodeFailure(code, message)) {
-    code = Code.InvalidArgument;
-    message = decodeMessage(message, input);
-  }
+  const { code, message, metadata } = explain(
+    status as Code,
+    decodeURIComponent(headers.get("grpc-message") ?? ""),
+    input,
+  );
   const trailers = errorTrailers(
-    errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message),
+    errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message, metadata),
   );
   for (const [name, value] of Object.entries(trailers)) headers.set(name, String(value));
 }

@@ -219,7 +219,11 @@ function respondTrailersOnly(stream: ServerHttp2Stream, error: ConnectError): vo
   }
 }
 
-function protocolError(code: Code, message: string): ConnectError {
+function protocolError(
+  code: Code,
+  message: string,
+  metadata: Record<string, string> = {},
+): ConnectError {
   const reason =
     code === Code.ResourceExhausted
       ? Reason.TOO_LARGE
@@ -230,7 +234,7 @@ function protocolError(code: Code, message: string): ConnectError {
           : code === Code.Unimplemented
             ? "UNIMPLEMENTED"
             : Reason.INTERNAL;
-  return errorWithInfo(code, reason, message);
+  return errorWithInfo(code, reason, message, metadata);
 }
 
 /**
@@ -380,6 +384,7 @@ class GrpcCall implements HandlerContext {
           protocolError(
             Code.ResourceExhausted,
             `grpc: received message larger than max (${length} vs. ${this.shared.maxMessageBytes})`,
+            { limit: String(this.shared.maxMessageBytes) },
           ),
         );
       } else if (this.received > 5 + length) {
@@ -452,6 +457,7 @@ class GrpcCall implements HandlerContext {
             ? protocolError(
                 Code.ResourceExhausted,
                 `grpc: decompressed message larger than max (${this.shared.maxMessageBytes})`,
+                { limit: String(this.shared.maxMessageBytes) },
               )
             : protocolError(Code.Internal, "grpc: failed to decompress the request message"),
         );
@@ -535,6 +541,7 @@ class GrpcCall implements HandlerContext {
       throw protocolError(
         Code.ResourceExhausted,
         `grpc: response message larger than max (${bytes.byteLength} vs. ${this.shared.maxMessageBytes})`,
+        { limit: String(this.shared.maxMessageBytes) },
       );
     }
     return bytes;

@@ -247,6 +247,17 @@ export function describeWatchContract(name: string, options: WatchContractOption
       expect(dec(m.events[0]!.kv!.value)).toBe("seen");
     });
 
+    it("never reports progress below start_revision - 1, also for a future start", async () => {
+      // Resuming from "last revision seen + 1" must never move a client back.
+      const p = fresh();
+      const now = (await kv.get({ key: `${p}x` })).header!.revision;
+      const reader = open({ prefix: p, startRevision: now + 1000n, progressNotify: true });
+      for (const message of [await reader.next(2000), await reader.next(2000)]) {
+        expect(message.events).toEqual([]);
+        expect(message.header!.revision).toBe(now + 999n);
+      }
+    });
+
     it("bookmarks: progress_notify sends progress at revision R only after everything up to R", async () => {
       const p = fresh();
       const { reader } = await established({ prefix: p, progressNotify: true });

@@ -35,9 +35,13 @@ async function connectUnary(path: string, contentType: string, body: Uint8Array 
   };
 }
 
-function reasonOf(details: { type: string; value: string }[] | undefined): string | undefined {
+function infoOf(details: { type: string; value: string }[] | undefined) {
   const info = details?.find((d) => d.type === "google.rpc.ErrorInfo");
-  return info && fromBinary(ErrorInfoSchema, Buffer.from(info.value, "base64")).reason;
+  return info && fromBinary(ErrorInfoSchema, Buffer.from(info.value, "base64"));
+}
+
+function reasonOf(details: { type: string; value: string }[] | undefined): string | undefined {
+  return infoOf(details)?.reason;
 }
 
 /** A raw HTTP/2 call with the given content type; returns status, headers and trailers. */
@@ -103,6 +107,10 @@ describe("bodies that do not decode", () => {
     );
     expect(malformed.status).toBe(400);
     expect(malformed.json.code).toBe("invalid_argument");
+    // The parser's own words (V8's "Unexpected end of JSON input") stay inside.
+    expect(malformed.json.message).toBe(
+      "the request is not a valid latchkey.v1.GetRequest message (JSON)",
+    );
     expect(reasonOf(malformed.json.details)).toBe("INVALID_ARGUMENT");
     const badField = await connectUnary(
       "/latchkey.v1.KvService/Put",
@@ -110,29 +118,42 @@ describe("bodies that do not decode", () => {
       '{"key":"a","precondition":{"version":"abc"}}',
     );
     expect(badField.json.code).toBe("invalid_argument");
-    expect(badField.json.message).toContain("Precondition.version");
-    expect(reasonOf(badField.json.details)).toBe("INVALID_ARGUMENT");
+    expect(badField.json.message).toMatch(/^field version: /);
+    expect(infoOf(badField.json.details)).toMatchObject({
+      reason: "INVALID_ARGUMENT",
+      metadata: { field: "version" },
+    });
     const badEnum = await connectUnary(
       "/latchkey.v1.KvService/Txn",
       "application/json",
       '{"compare":[{"key":"a","operator":"EQUALS","version":"1"}]}',
     );
-    expect(badEnum.json.message).toContain("Compare.Operator");
+    expect(badEnum.json.message).toBe('invalid latchkey.v1.Compare.Operator value: "EQUALS"');
     expect(badEnum.json.code).toBe("invalid_argument");
     expect(reasonOf(badEnum.json.details)).toBe("INVALID_ARGUMENT");
+    const badDuration = await connectUnary(
+      "/latchkey.v1.KvService/Put",
+      "application/json",
+      '{"key":"a","ttl":"5x"}',
+    );
+    expect(badDuration.json.message).toBe('invalid google.protobuf.Duration value: "5x"');
+    expect(reasonOf(badDuration.json.details)).toBe("INVALID_ARGUMENT");
   });
 
   it("Connect JSON: an unknown field name is refused, not ignored", async () => {
     const res = await connectUnary("/latchkey.v1.KvService/Get", "application/json", '{"kee":"a"}');
     expect(res.json.code).toBe("invalid_argument");
-    expect(res.json.message).toContain('"kee" is unknown');
+    expect(res.json.message).toBe('unknown field "kee" for latchkey.v1.GetRequest');
+    expect(infoOf(res.json.details)?.metadata).toEqual({ field: "kee" });
   });
 
   it("Connect binary: INVALID_ARGUMENT, not Connect's INTERNAL", async () => {
     const res = await connectUnary("/latchkey.v1.KvService/Get", "application/proto", GARBAGE);
     expect(res.status).toBe(400);
     expect(res.json.code).toBe("invalid_argument");
-    expect(res.json.message).toBe("the request is not a valid latchkey.v1.GetRequest message");
+    expect(res.json.message).toBe(
+      "the request is not a valid latchkey.v1.GetRequest message (binary)",
+    );
     expect(reasonOf(res.json.details)).toBe("INVALID_ARGUMENT");
   });
 

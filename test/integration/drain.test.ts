@@ -1,8 +1,9 @@
 /**
  * Graceful drain of the real process: `node --import tsx src/main.ts`,
  * SIGTERM while calls are in flight on both paths and a watch stream is
- * open. In-flight unary calls complete, new connections are refused, the
- * stream ends UNAVAILABLE SHUTTING_DOWN after the grace period, and the
+ * open. In-flight unary calls complete, new connections are refused, a
+ * KV watch ends at once with UNAVAILABLE SHUTTING_DOWN and its
+ * resume_revision, other streams end so after the grace period, and the
  * process exits 0.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -14,7 +15,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { PutRequestSchema, PutResponseSchema } from "../../src/gen/latchkey/v1/kv_pb.js";
 import { freePort } from "../support/redis-server.js";
-import { decodeStatusDetails, frame, grpcClient, rawCall } from "../support/transport.js";
+import { decodeStatusDetails, frame, grpcClient, rawCall, unary } from "../support/transport.js";
 
 function startProcess(port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
@@ -70,6 +71,48 @@ describe("graceful drain on SIGTERM", () => {
     watch.on("error", () => {});
     const watchStatus = new Promise<grpc.StatusObject>((resolve) => watch.on("status", resolve));
     await new Promise((r) => watch.once("data", r));
+
+    // A KV watch (lean gRPC path) at a revision past 0: on SIGTERM it must end
+    // at once, resumable, not after the grace period.
+    const kv = grpcClient("latchkey.v1.KvService", `127.0.0.1:${port}`);
+    const written = await unary<{ header: { revision: string } }>(kv, "put", {
+      key: "drain/watched",
+      value: Buffer.from("v"),
+    });
+    const revision = BigInt(written.response!.header.revision);
+    const watches = grpcClient("latchkey.v1.WatchService", `127.0.0.1:${port}`);
+    const kvWatch = watches.watch({ prefix: "drain/" }) as grpc.ClientReadableStream<unknown>;
+    kvWatch.on("data", () => {});
+    kvWatch.on("error", () => {});
+    const ended: string[] = [];
+    const kvWatchStatus = new Promise<grpc.StatusObject>((resolve) =>
+      kvWatch.on("status", (status) => {
+        ended.push("watch");
+        resolve(status);
+      }),
+    );
+    void watchStatus.then(() => ended.push("health"));
+    await new Promise((r) => kvWatch.once("data", r));
+
+    // An Acquire waiting for a held lock: it must end UNAVAILABLE SHUTTING_DOWN, never hang.
+    const locks = grpcClient("latchkey.v1.LockService", `127.0.0.1:${port}`);
+    const lockRequest = (owner: string) => ({
+      name: "drain/lock",
+      owner,
+      ttl: { seconds: 30 },
+      waitTimeout: { seconds: 30 },
+    });
+    const held = await unary<{ acquired: boolean; header: { revision: string } }>(
+      locks,
+      "acquire",
+      lockRequest("holder"),
+    );
+    expect(held.response?.acquired).toBe(true);
+    // The grant is the tenant's last change before the drain.
+    const lastRevision = BigInt(held.response!.header.revision);
+    expect(lastRevision).toBe(revision + 1n);
+    const waiting = unary(locks, "acquire", lockRequest("waiter"));
+    await new Promise((r) => setTimeout(r, 100));
 
     // Two unary calls in flight: headers sent, bodies not yet (lean gRPC and Connect).
     const session = http2.connect(baseUrl);
@@ -160,8 +203,28 @@ describe("graceful drain on SIGTERM", () => {
     );
     expect(details.infos[0]?.reason).toBe("SHUTTING_DOWN");
 
+    const waited = await waiting;
+    expect(waited.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(
+      decodeStatusDetails(waited.status.metadata.get("grpc-status-details-bin")[0] as Buffer)
+        .infos[0]?.reason,
+    ).toBe("SHUTTING_DOWN");
+
+    // The KV watch ended first, resumable right after the tenant's last revision.
+    const kvStatus = await kvWatchStatus;
+    expect(ended).toEqual(["watch", "health"]);
+    expect(kvStatus.code).toBe(grpc.status.UNAVAILABLE);
+    const kvInfo = decodeStatusDetails(
+      kvStatus.metadata.get("grpc-status-details-bin")[0] as Buffer,
+    ).infos[0];
+    expect(kvInfo?.reason).toBe("SHUTTING_DOWN");
+    expect(kvInfo?.metadata.resume_revision).toBe(String(lastRevision + 1n));
+
     expect(await exit).toBe(0);
     health.close();
+    kv.close();
+    watches.close();
+    locks.close();
     session.destroy();
     agent.destroy();
   });

@@ -164,6 +164,13 @@ describe.each([
   it("refuses an oversized request with RESOURCE_EXHAUSTED", async () => {
     const out = await unary(kv, "put", { key: "interop/big", value: Buffer.alloc(100_000) });
     expect(out.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    const info = decodeStatusDetails(
+      out.status.metadata.get("grpc-status-details-bin")[0] as Buffer,
+    ).infos[0];
+    expect({ reason: info?.reason, limit: info?.metadata.limit }).toEqual({
+      reason: "TOO_LARGE",
+      limit: "65536",
+    });
     // The connection is still usable.
     expect((await unary(kv, "get", { key: "interop/a" })).status.code).toBe(grpc.status.OK);
   });

@@ -136,7 +136,16 @@ type ClientConstructor = new (
 
 type Method = (...args: unknown[]) => unknown;
 /** The methods the tests call on grpc-js clients (proto-loader's lowerCamelCase names). */
-type MethodName = "get" | "put" | "batchGet" | "range" | "delete" | "watch" | "check" | "list";
+type MethodName =
+  | "get"
+  | "put"
+  | "batchGet"
+  | "range"
+  | "delete"
+  | "watch"
+  | "check"
+  | "list"
+  | "acquire";
 export type GrpcClient = grpc.Client & Record<MethodName, Method>;
 
 /** A grpc-js client of `service` ("latchkey.v1.KvService", "grpc.health.v1.Health"). */

@@ -77,8 +77,12 @@ export type AcquireRequest = Message<"latchkey.v1.AcquireRequest"> & {
   name: string;
 
   /**
-   * How long the lock is held unless extended: 10 ms .. 1 year. Exclusive
-   * with `lease_id`; one of the two is required.
+   * How long the lock is held unless extended: 10 ms .. the longest lock
+   * TTL (5 min by default, LATCHKEY_MAX_LOCK_TTL_MS), not the 1 year of key
+   * TTLs: a restarted lock node gets no vote for that long (Redlock's
+   * delayed restart), so it is kept short; hold a lock longer by extending
+   * it or under a kept-alive lease. Longer is INVALID_ARGUMENT INVALID_TTL
+   * with `max_ms`. Exclusive with `lease_id`; one of the two is required.
    *
    * @generated from field: google.protobuf.Duration ttl = 2;
    */
@@ -159,7 +163,7 @@ export type ExtendRequest = Message<"latchkey.v1.ExtendRequest"> & {
   fencingToken: bigint;
 
   /**
-   * New TTL from now: 10 ms .. 1 year.
+   * New TTL from now: 10 ms .. the longest lock TTL (see AcquireRequest.ttl).
    *
    * @generated from field: google.protobuf.Duration ttl = 3;
    */

@@ -252,7 +252,11 @@ export const WatchService: GenService<{
    * `header.revision` = R is sent when the watch is idle for the progress
    * interval (default 10 s); it means every matching event up to R has been
    * delivered. Every stream starts with such a message once it has caught
-   * up, so a client knows the watch is established.
+   * up, so a client knows the watch is established. R is never below
+   * `start_revision` - 1, so "last revision seen + 1" never moves a client
+   * backwards: a watch that starts in the future reports start_revision - 1
+   * (nothing it asked for is owed up to there), even before the tenant
+   * reaches that revision.
    *
    * A watcher that cannot keep up (its buffer of undelivered events is
    * full) is ended with RESOURCE_EXHAUSTED, reason SLOW_CONSUMER, and
