@@ -342,6 +342,10 @@ export const LeaseServiceListResponseSchema: GenMessage<LeaseServiceListResponse
  * locks acquired under a lease are removed when the lease is revoked or
  * expires, atomically, each with an EXPIRE (keys) or LOCK_EXPIRED (locks)
  * event. Expiry is owned by the service and safe with several replicas.
+ * As in etcd, leases are not versioned data: Grant, KeepAlive and Renew
+ * emit no event and do not advance the tenant revision (their responses
+ * carry the current one); a revoke or expiry that removes keys or locks
+ * advances it once, for all of them.
  *
  * @generated from service latchkey.v1.LeaseService
  */

@@ -433,7 +433,8 @@ export const LockService: GenService<{
   },
   /**
    * Extend renews a held lock to `ttl` from now, if `fencing_token` is the
-   * current holder's.
+   * current holder's. Like a lease renewal it emits no event and does not
+   * advance the tenant revision; grants, releases and expiries do.
    *
    * @generated from rpc latchkey.v1.LockService.Extend
    */
