@@ -19,6 +19,8 @@ export interface Config {
   /** Redlock nodes; empty = the state Redis (or in-memory locks). */
   readonly lockNodes: readonly string[];
   readonly authFile: string | undefined;
+  /** Origins whose browser pages may call the API (CORS); "*" = any; empty = none. */
+  readonly corsOrigins: readonly string[];
   readonly tls:
     | { readonly cert: string; readonly key: string; readonly ca: string | undefined }
     | undefined;
@@ -168,6 +170,7 @@ const SETTINGS = {
   redisUrl: { env: "LATCHKEY_REDIS_URL", flag: "redis-url" },
   lockNodes: { env: "LATCHKEY_LOCK_NODES", flag: "lock-nodes" },
   authFile: { env: "LATCHKEY_AUTH_FILE", flag: "auth-file" },
+  corsOrigins: { env: "LATCHKEY_CORS_ORIGINS", flag: "cors-origins" },
   tlsCert: { env: "LATCHKEY_TLS_CERT", flag: "tls-cert" },
   tlsKey: { env: "LATCHKEY_TLS_KEY", flag: "tls-key" },
   tlsCa: { env: "LATCHKEY_TLS_CA", flag: "tls-ca" },
@@ -339,6 +342,18 @@ export function loadConfig(
     .filter((s) => s !== "")
     .map((s) => redisUrlOf("lockNodes", s));
 
+  const corsOrigins = (raw("corsOrigins") ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const origin of corsOrigins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(
+        `${label("corsOrigins")}: ${JSON.stringify(origin)} must be "*" or an origin such as https://app.example.com (scheme and host, no path)`,
+      );
+    }
+  }
+
   const tlsCert = raw("tlsCert");
   const tlsKey = raw("tlsKey");
   const tlsCa = raw("tlsCa");
@@ -371,6 +386,7 @@ export function loadConfig(
     redisUrl,
     lockNodes,
     authFile: raw("authFile"),
+    corsOrigins,
     tls:
       tlsCert !== undefined && tlsKey !== undefined
         ? { cert: tlsCert, key: tlsKey, ca: tlsCa }

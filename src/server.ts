@@ -41,6 +41,7 @@ import { RedisLeaseStore } from "./store/redis/redis-lease-store.js";
 import { RedisSnapshotStore } from "./store/redis/redis-snapshot-store.js";
 import { createAdminServer } from "./transport/admin-server.js";
 import { createConnectHandler } from "./transport/connect-adapter.js";
+import { withCors } from "./transport/cors.js";
 import { createLeanGrpc } from "./transport/grpc-lean.js";
 import { createApiListener, type RequestHandler } from "./transport/listener.js";
 import { WatchHub } from "./watch/watch-hub.js";
@@ -137,7 +138,7 @@ export function createServer(config: Config, logger: Logger): LatchkeyServer {
     settings: config.server,
     tls: config.tls,
     logger,
-    handler: handler as RequestHandler,
+    handler: withCors(handler as RequestHandler, config.corsOrigins),
     lean,
   });
   const admin =
