@@ -1,18 +1,21 @@
 /**
  * Redis faults through the real server, each on a redis-server of its own:
  * a dead or hung Redis answers UNAVAILABLE fast and the service recovers by
- * itself; a Redis that comes back empty answers DATA_LOSS BACKEND_RESET
- * (never NOT_FOUND, never revision 1); an empty script cache (SCRIPT FLUSH,
+ * itself; a Redis that comes back empty, or with older data, answers
+ * DATA_LOSS BACKEND_RESET (never NOT_FOUND, never a reused revision); the
+ * start log says how durable the Redis is; an empty script cache (SCRIPT FLUSH,
  * restart) is reloaded transparently; an eviction policy is refused.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { KvService } from "../../src/gen/latchkey/v1/kv_pb.js";
+import { RedisKvStore } from "../../src/store/redis/redis-kv-store.js";
 import { loadScripts } from "../../src/store/redis/scripts.js";
 import { type Clients, connectClients } from "../support/clients.js";
 import { expectError } from "../support/errors.js";
-import { rawClient, startStore } from "../support/redis-kv.js";
+import { rawClient, redisSettings, startStore, watchSettings } from "../support/redis-kv.js";
 import { type RedisProcess, startRedis } from "../support/redis-server.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 
@@ -149,6 +152,40 @@ describe("Redis faults", () => {
     await reset();
   });
 
+  it("answers DATA_LOSS BACKEND_RESET when Redis comes back with older data (an old RDB snapshot)", async () => {
+    const { redis, server, clients, raw } = await setup();
+    const kv = clients.client(KvService);
+    await kv.put({ key: "k", value: enc("v") });
+    await raw.save(); // the snapshot Redis will come back from: revision 1, epoch marker included
+    await kv.put({ key: "k", value: enc("w") });
+    const acknowledged = await kv.put({ key: "k", value: enc("x") });
+    expect(acknowledged.header?.revision).toBe(3n);
+    await redis.restart(); // loads dump.rdb: revisions 2 and 3 are gone
+
+    await expectError(
+      eventually(() => kv.get({ key: "k" })),
+      Code.DataLoss,
+      "BACKEND_RESET",
+    );
+    // Latched: the write is refused and does not land (a new replica, which
+    // never saw revision 3, still reads the snapshot's value at revision 1).
+    await expectError(kv.put({ key: "k", value: enc("y") }), Code.DataLoss, "BACKEND_RESET");
+    await raw.ping().catch(() => undefined);
+    const other = await startTestServer({
+      backend: "redis",
+      redisUrl: redis.url,
+      keyPrefix: server.config.redis.keyPrefix,
+    });
+    cleanup.push(() => other.close());
+    const otherClients = connectClients(other.baseUrl);
+    cleanup.push(() => otherClients.close());
+    const seen = await otherClients.client(KvService).get({ key: "k" });
+    expect({ value: dec(seen.kv?.value), revision: seen.header?.revision }).toEqual({
+      value: "v",
+      revision: 1n,
+    });
+  });
+
   it("detects the reset from the feed and the sweeper path too", async () => {
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
@@ -219,6 +256,37 @@ describe("Redis faults", () => {
     await expect(startTestServer({ backend: "redis", redisUrl: redis.url })).rejects.toThrow(
       /maxmemory-policy allkeys-lru.*noeviction/,
     );
+  });
+
+  it("tells at start how durable the state Redis is (AOF with fsync always, or not)", async () => {
+    const messages = async (redis: RedisProcess) => {
+      const lines: { level: number; msg: string }[] = [];
+      const log = pino(
+        { level: "info" },
+        { write: (line: string) => lines.push(JSON.parse(line)) },
+      );
+      const store = new RedisKvStore(redisSettings(), watchSettings(), log, redis.url);
+      await store.start();
+      await store.close();
+      return lines.filter((line) => /append|fsync/.test(line.msg));
+    };
+    const volatile = await startRedis();
+    cleanup.push(() => volatile.stop());
+    const durable = await startRedis({ persist: true });
+    cleanup.push(() => durable.stop());
+    const everysec = await startRedis({
+      args: ["--appendonly", "yes", "--appendfsync", "everysec"],
+    });
+    cleanup.push(() => everysec.stop());
+
+    const [onVolatile] = await messages(volatile);
+    expect(onVolatile).toMatchObject({ level: 40 });
+    expect(onVolatile!.msg).toMatch(/no append-only file.*appendfsync always/);
+    const [onEverysec] = await messages(everysec);
+    expect(onEverysec).toMatchObject({ level: 40 });
+    expect(onEverysec!.msg).toMatch(/lose the last acknowledged writes.*everysec/);
+    const [onDurable] = await messages(durable);
+    expect(onDurable).toMatchObject({ level: 30, msg: "the state Redis fsyncs every write" });
   });
 
   it("starts with a warning when CONFIG is disabled (managed Redis)", async () => {

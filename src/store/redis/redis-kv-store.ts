@@ -125,10 +125,10 @@ export class RedisKvStore implements KvStore, ChangeFeed {
     requests: (readonly string[])[],
   ): Promise<{ kvs: (KeyValue | undefined)[]; revision: number }[]> {
     const keys = requests.flat();
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.kvGetBuffer(k.meta, k.leaseExp, epoch, k.record, ...keys),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, raws] = reply as [number, (unknown[] | null)[]];
       const kvs = raws.map((raw) => (raw === null ? undefined : decodeKv(raw)));
       let at = 0;
@@ -141,7 +141,7 @@ export class RedisKvStore implements KvStore, ChangeFeed {
   }
 
   async range(tenant: Tenant, query: RangeQuery): Promise<RangeResult & { revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.kvRangeBuffer(
         k.meta,
         k.idx,
@@ -153,7 +153,7 @@ export class RedisKvStore implements KvStore, ChangeFeed {
         ...queryArgs(query),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, count, more, kvs] = reply as [number, number, number, unknown[][]];
       return { revision, count, more: more === 1, kvs: kvs.map(decodeKv) };
     });
@@ -183,7 +183,7 @@ export class RedisKvStore implements KvStore, ChangeFeed {
   ): Promise<TxnOutcome[]> {
     const flat: Arg[] = [String(batch.length)];
     for (const { args } of batch) flat.push(String(args.length), ...args);
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.kvTxnBuffer(
         k.meta,
         k.idx,
@@ -198,11 +198,13 @@ export class RedisKvStore implements KvStore, ChangeFeed {
         ...flat,
       ),
     );
-    return decoding(() => (reply as unknown[]).map((one, i) => decodeOutcome(one, batch[i]!.plan)));
+    return this.state.decoded(tenant, floor, () =>
+      (reply as unknown[]).map((one, i) => decodeOutcome(one, batch[i]!.plan)),
+    );
   }
 
   async sweepExpired(tenant: Tenant, limit: number): Promise<SweepResult> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.kvSweep(
         ...expiryKeys(k),
         epoch,
@@ -214,7 +216,7 @@ export class RedisKvStore implements KvStore, ChangeFeed {
         k.lock,
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [expired, nextExpireAt, , flat] = reply as [
         number,
         number,
@@ -234,10 +236,10 @@ export class RedisKvStore implements KvStore, ChangeFeed {
     fromRevision: number,
     limit: number,
   ): Promise<{ entries: FeedEntry[]; oldestRevision: number; revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.feedReadBuffer(k.meta, k.feed, epoch, String(fromRevision), String(limit)),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, oldestRevision, entries] = reply as [number, number, unknown[]];
       return { revision, oldestRevision, entries: entries.map(decodeFeedEntry) };
     });

@@ -46,7 +46,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     id: number,
     ttlMs: number,
   ): Promise<{ created: boolean; lease: LeaseInfo; revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.leaseGrant(
         ...expiryKeys(k),
         epoch,
@@ -58,7 +58,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
         String(ttlMs),
       ),
     );
-    const result = decoding(() => {
+    const result = this.state.decoded(tenant, floor, () => {
       const [created, revision, expireAt, grantedTtlMs] = reply as [number, number, number, number];
       return { created: created === 1, lease: { id, grantedTtlMs, expireAt }, revision };
     });
@@ -70,10 +70,10 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     tenant: Tenant,
     id: number,
   ): Promise<{ lease: LeaseInfo | undefined; revision: number } & LeaseLocks> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.leaseRenew(k.meta, k.leaseExp, k.leaseTtl, epoch, k.lease, k.lock, String(id)),
     );
-    const result = decoding(() => {
+    const result = this.state.decoded(tenant, floor, () => {
       const [renewed, revision, expireAt, grantedTtlMs, held] = reply as [
         number,
         number,
@@ -92,7 +92,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     tenant: Tenant,
     id: number,
   ): Promise<{ found: boolean; revision: number } & LeaseLocks> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.leaseRevoke(
         ...expiryKeys(k),
         epoch,
@@ -103,7 +103,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
         String(id),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [found, revision, held] = reply as [number, number, string[]];
       return { found: found === 1, revision, locks: decodeHeld(held) };
     });
@@ -114,7 +114,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     id: number,
     withAttached: boolean,
   ): Promise<{ lease: LeaseInfo | undefined; revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.leaseRead(
         k.meta,
         k.leaseExp,
@@ -126,7 +126,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
         withAttached ? "1" : "0",
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, leases] = reply as [number, LeaseReply[]];
       const raw = leases[0];
       return { lease: raw && decodeLease(raw, withAttached), revision };
@@ -134,10 +134,10 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
   }
 
   async listLeases(tenant: Tenant): Promise<{ leases: LeaseInfo[]; revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.leaseRead(k.meta, k.leaseExp, k.leaseTtl, epoch, k.lease, "l", "0", "0"),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, raw] = reply as [number, LeaseReply[]];
       const leases = raw.map((lease) => decodeLease(lease, false));
       leases.sort((a, b) => a.id - b.id);
@@ -155,7 +155,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     | { kind: "lease_not_found"; revision: number }
   > {
     const acquireAt = Math.floor(grant.acquireAt);
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.lockGrant(
         k.meta,
         k.feed,
@@ -176,7 +176,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
         String(grant.leaseId),
       ),
     );
-    const result = decoding(() => {
+    const result = this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) {
         const [, revision] = reply as [number, number];
@@ -205,10 +205,10 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     tenant: Tenant,
     name: string,
   ): Promise<{ lock: LockRecord | undefined; revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.lockRead(k.meta, k.leaseExp, k.lockIdx, epoch, k.lock, "g", name, ""),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, locks] = reply as [number, LockReply[]];
       const raw = locks[0];
       return { lock: raw && decodeLock(raw), revision };
@@ -222,10 +222,10 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     const end = prefixEnd(prefix);
     const low = prefix === "" ? "-" : `[${prefix}`;
     const high = end === undefined ? "+" : `(${end}`;
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.lockRead(k.meta, k.leaseExp, k.lockIdx, epoch, k.lock, "l", low, high),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, locks] = reply as [number, LockReply[]];
       return { locks: locks.map(decodeLock), revision };
     });
@@ -236,7 +236,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     name: string,
     token: number,
   ): Promise<{ status: "released" | "not_found" | "not_owner"; revision: number }> {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.lockRelease(
         k.meta,
         k.feed,
@@ -251,7 +251,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
         String(token),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [status, revision] = reply as [number, number];
       return { status: lockStatus(status, "released"), revision };
     });
@@ -268,7 +268,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
     revision: number;
   }> {
     const at = Math.floor(expireAt);
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.lockExtend(
         k.meta,
         k.leaseExp,
@@ -280,7 +280,7 @@ export class RedisLeaseStore implements LeaseStore, LockRecords {
         String(at),
       ),
     );
-    const result = decoding(() => {
+    const result = this.state.decoded(tenant, floor, () => {
       const [status, revision, raw] = reply as [number, number, LockReply | undefined];
       const kind = lockStatus(status, "extended");
       return { status: kind, lock: kind === "extended" ? decodeLock(raw!) : undefined, revision };

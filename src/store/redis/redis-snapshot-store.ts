@@ -88,10 +88,10 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async getSnapshot(tenant: Tenant, executionId: string, withState: boolean) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotGetBuffer(k.meta, epoch, k.snap, executionId, withState ? "1" : "0"),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, meta, state, input] = reply as [number, unknown, unknown, unknown];
       return {
         snapshot: meta === null ? undefined : decodeStored(meta, state, input),
@@ -101,7 +101,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async saveSnapshot(tenant: Tenant, write: SnapshotWrite) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotSaveBuffer(
         ...this.mutationKeys(k),
         epoch,
@@ -119,7 +119,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         asBuffer(write.state.bytes),
       ),
     );
-    const outcome = decoding(() => {
+    const outcome = this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) {
         const [, currentSequence, revision] = reply as [number, number, number];
@@ -138,7 +138,7 @@ export class RedisSnapshotStore implements SnapshotStore {
     expectedSequence: number,
     state: EncodedState,
   ) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotReplaceBuffer(
         ...this.mutationKeys(k),
         epoch,
@@ -151,7 +151,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         asBuffer(state.bytes),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) {
         const [, currentSequence, revision] = reply as [number, number, number];
@@ -169,7 +169,7 @@ export class RedisSnapshotStore implements SnapshotStore {
     purge: { readonly kvPrefix: string } | undefined,
   ) {
     const end = purge ? prefixEnd(purge.kvPrefix) : undefined;
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotDelete(
         ...this.mutationKeys(k),
         k.idx,
@@ -187,14 +187,14 @@ export class RedisSnapshotStore implements SnapshotStore {
         end ?? "",
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [deleted, revision] = reply as [number, number];
       return { deleted: deleted === 1, revision };
     });
   }
 
   async listSnapshots(tenant: Tenant, query: SnapshotQuery) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotListBuffer(
         k.meta,
         epoch,
@@ -208,7 +208,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         String(query.limit),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, more, page] = reply as [number, number, unknown[][]];
       return {
         snapshots: page.map((raw) => decodeSnapshotMeta(raw).meta),
@@ -219,7 +219,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async checkpoint(tenant: Tenant, executionId: string, name: string, maxCheckpoints: number) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotCheckpointBuffer(
         ...this.mutationKeys(k),
         epoch,
@@ -230,7 +230,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         String(maxCheckpoints),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) return { kind: "not_found" as const, revision: (reply as number[])[1]! };
       if (tag === 2) {
@@ -243,7 +243,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async restore(tenant: Tenant, executionId: string, name: string) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotRestoreBuffer(
         ...this.mutationKeys(k),
         epoch,
@@ -253,7 +253,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         name,
       ),
     );
-    const outcome = decoding(() => {
+    const outcome = this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) {
         return { kind: "checkpoint_not_found" as const, revision: (reply as number[])[1]! };
@@ -266,17 +266,17 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async listCheckpoints(tenant: Tenant, executionId: string) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotCheckpointsBuffer(k.meta, epoch, k.snap, executionId),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, raw] = reply as [number, unknown[][]];
       return { checkpoints: raw.map(decodeCheckpoint), revision };
     });
   }
 
   async suspend(tenant: Tenant, executionId: string, suspension: Suspension, tokenHash: string) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotSuspendBuffer(
         ...this.mutationKeys(k),
         epoch,
@@ -289,7 +289,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         tokenHash,
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) return { kind: "not_found" as const, revision: (reply as number[])[1]! };
       const [, revision, meta] = reply as [number, number, unknown[]];
@@ -298,7 +298,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async resume(tenant: Tenant, tokenHash: string, input: Uint8Array) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotResumeBuffer(
         ...this.mutationKeys(k),
         epoch,
@@ -308,7 +308,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         asBuffer(input),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) return { kind: "invalid_token" as const, revision: (reply as number[])[1]! };
       const [, revision, meta, state, stored] = reply as [
@@ -325,7 +325,7 @@ export class RedisSnapshotStore implements SnapshotStore {
   async appendEvents(tenant: Tenant, executionId: string, append: EventAppend) {
     const events: (string | Buffer)[] = [];
     for (const event of append.events) events.push(event.type, asBuffer(event.data));
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotAppend(
         k.meta,
         k.feed,
@@ -341,7 +341,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         ...events,
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const tag = (reply as unknown[])[0];
       if (tag === 1) {
         const [, lastSeq, revision] = reply as [number, number, number];
@@ -368,7 +368,7 @@ export class RedisSnapshotStore implements SnapshotStore {
     limit: number,
     maxBytes: number,
   ) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotReadBuffer(
         k.meta,
         epoch,
@@ -379,7 +379,7 @@ export class RedisSnapshotStore implements SnapshotStore {
         String(maxBytes),
       ),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [revision, lastSeq, raw] = reply as [number, number, unknown[][]];
       const events: ExecutionEvent[] = raw.map((e) => ({
         seq: intOf(e[0], "event seq"),
@@ -392,10 +392,10 @@ export class RedisSnapshotStore implements SnapshotStore {
   }
 
   async sweepExpired(tenant: Tenant, limit: number) {
-    const reply = await this.state.run(tenant, (k, epoch) =>
+    const { reply, floor } = await this.state.run(tenant, (k, epoch) =>
       this.client.snapshotSweep(...this.mutationKeys(k), epoch, k.snap, this.maxlen, String(limit)),
     );
-    return decoding(() => {
+    return this.state.decoded(tenant, floor, () => {
       const [expired, nextExpireAt] = reply as [number, number, number];
       return { expired, nextExpireAt: nextExpireAt === 0 ? undefined : nextExpireAt };
     });

@@ -12,6 +12,13 @@
  * tenant whose meta is missing is initialised only while the global marker
  * is still the one this replica started with; otherwise (a Redis that came
  * back empty) every call fails DATA_LOSS BACKEND_RESET until a restart.
+ *
+ * A Redis that comes back with OLDER data (restored from an earlier RDB
+ * snapshot or AOF, or failed over to a replica that missed the latest
+ * writes) still has its marker. That is caught by the revisions: a reply
+ * to a call sent after this replica saw revision R of a tenant must carry
+ * R or more; a lower one means acknowledged writes are gone, and is the
+ * same latched DATA_LOSS, never a silently reused revision.
  */
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
@@ -60,6 +67,8 @@ export class RedisState {
   private epoch: string | undefined;
   /** Set once the backend is known to have lost data: every call fails until restart. */
   private reset = false;
+  /** The highest tenant revision this replica has seen in a reply, per tenant. */
+  private readonly seenRevisions = new Map<Tenant, number>();
 
   constructor(
     readonly settings: RedisSettings,
@@ -83,6 +92,7 @@ export class RedisState {
     try {
       await this.checkVersion();
       await this.checkEvictionPolicy();
+      await this.reportDurability();
       await this.client.set(this.global.epoch, randomUUID(), "NX");
       const epoch = await this.client.get(this.global.epoch);
       if (epoch === null) {
@@ -174,9 +184,11 @@ export class RedisState {
   async run(
     tenant: Tenant,
     script: (keys: TenantKeys, epoch: string) => Promise<unknown>,
-  ): Promise<unknown> {
+  ): Promise<{ reply: unknown; floor: number }> {
     const epoch = this.assertUsable();
     const keys = this.keysOf(tenant);
+    // Taken before the call is sent: its reply must not be older than this.
+    const floor = this.seenRevisions.get(tenant) ?? 0;
     try {
       let reply = await script(keys, epoch);
       if (reply === ScriptCode.NEED_INIT) {
@@ -191,9 +203,35 @@ export class RedisState {
         throw backendUnavailable(new Error(`tenant ${JSON.stringify(tenant)} meta vanished`));
       }
       if (typeof reply === "number") throw internal(new Error(`unexpected script reply ${reply}`));
-      return reply;
+      return { reply, floor };
     } catch (error) {
       throw toStoreError(error);
+    }
+  }
+
+  /**
+   * Decodes the reply of a `run` (see `decoding`) and checks the tenant
+   * revision the result carries (its `revision`, or each element's) against
+   * the `floor` that run took: lower is data loss (see the file comment).
+   */
+  decoded<T>(tenant: Tenant, floor: number, decode: () => T): T {
+    const result = decoding(decode);
+    if (Array.isArray(result)) for (const item of result) this.checkRevision(tenant, floor, item);
+    else this.checkRevision(tenant, floor, result);
+    return result;
+  }
+
+  private checkRevision(tenant: Tenant, floor: number, result: unknown): void {
+    const revision = (result as { revision?: unknown } | undefined)?.revision;
+    if (typeof revision !== "number") return;
+    if (revision < floor) {
+      throw this.latchReset(
+        `tenant ${JSON.stringify(tenant)} is back at revision ${revision} after this replica saw ${floor}`,
+      );
+    }
+    if (revision > (this.seenRevisions.get(tenant) ?? 0)) {
+      if (this.seenRevisions.size >= MAX_CACHED_TENANTS) this.seenRevisions.clear();
+      this.seenRevisions.set(tenant, revision);
     }
   }
 
@@ -255,23 +293,68 @@ export class RedisState {
     }
   }
 
-  /** Refuses an eviction policy that may delete state; tolerates a disabled CONFIG. */
-  private async checkEvictionPolicy(): Promise<void> {
+  /**
+   * CONFIG GET `pattern` as a map; undefined when CONFIG is disabled (managed
+   * Redis), after a warning that says what to check by hand.
+   */
+  private async configValues(
+    pattern: string,
+    checkByHand: string,
+  ): Promise<Map<string, string> | undefined> {
     let reply: unknown;
     try {
-      reply = await this.client.config("GET", "maxmemory-policy");
+      reply = await this.client.config("GET", pattern);
     } catch (error) {
       if (error instanceof Error && error.name === "ReplyError") {
         this.logger.warn(
           { error: error.message },
-          "cannot read maxmemory-policy (CONFIG disabled?); make sure it is noeviction",
+          `cannot read ${pattern} (CONFIG disabled?); ${checkByHand}`,
         );
-        return;
+        return undefined;
       }
       throw error;
     }
-    const policy = Array.isArray(reply) ? reply[1] : undefined;
-    if (typeof policy !== "string") {
+    const values = new Map<string, string>();
+    if (Array.isArray(reply)) {
+      for (let i = 0; i + 1 < reply.length; i += 2)
+        values.set(String(reply[i]), String(reply[i + 1]));
+    }
+    return values;
+  }
+
+  /**
+   * Says how durable acknowledged writes are: with AOF and appendfsync
+   * always, as durable as etcd's; otherwise a Redis crash or restart loses
+   * the latest acknowledged writes (detected, see the file comment, but not
+   * undone), which the operator should know at start.
+   */
+  private async reportDurability(): Promise<void> {
+    const advice = "for etcd-like durability run it with appendonly yes and appendfsync always";
+    const config = await this.configValues("append*", `make sure ${advice}`);
+    if (config === undefined) return;
+    const appendonly = config.get("appendonly");
+    const fsync = config.get("appendfsync");
+    if (appendonly === "yes" && fsync === "always") {
+      this.logger.info({ appendonly, appendfsync: fsync }, "the state Redis fsyncs every write");
+    } else if (appendonly === "yes") {
+      this.logger.warn(
+        { appendonly, appendfsync: fsync },
+        `the state Redis may lose the last acknowledged writes in a crash (appendfsync ${fsync}); ${advice}`,
+      );
+    } else {
+      this.logger.warn(
+        { appendonly },
+        `the state Redis keeps no append-only file: a restart loses acknowledged writes (Latchkey then answers DATA_LOSS); ${advice}`,
+      );
+    }
+  }
+
+  /** Refuses an eviction policy that may delete state; tolerates a disabled CONFIG. */
+  private async checkEvictionPolicy(): Promise<void> {
+    const config = await this.configValues("maxmemory-policy", "make sure it is noeviction");
+    if (config === undefined) return;
+    const policy = config.get("maxmemory-policy");
+    if (policy === undefined) {
       this.logger.warn("Redis did not report maxmemory-policy; make sure it is noeviction");
       return;
     }
