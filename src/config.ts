@@ -6,6 +6,9 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_LIMITS, type Limits } from "./core/limits.js";
 
+/** The longest delay a Node timer can hold. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 export interface Config {
@@ -375,7 +378,8 @@ export function loadConfig(
       `${label("maxRequestBytes")} must be at least the value and snapshot state limits (${Math.max(maxValueBytes, maxStateBytes)})`,
     );
   }
-  const defaultDeadlineMs = int("defaultDeadlineMs", 30_000, 1);
+  // Deadlines become Node timers, which hold at most 2^31-1 ms (about 24.8 days).
+  const defaultDeadlineMs = int("defaultDeadlineMs", 30_000, 1, MAX_TIMER_MS);
   const callsPerSecond = number("tenantRateLimit", 0, 0, 10_000_000);
 
   const config: Config = {
@@ -405,7 +409,7 @@ export function loadConfig(
     server: {
       maxRequestBytes,
       defaultDeadlineMs,
-      maxDeadlineMs: int("maxDeadlineMs", 300_000, defaultDeadlineMs),
+      maxDeadlineMs: int("maxDeadlineMs", 300_000, defaultDeadlineMs, MAX_TIMER_MS),
       maxConcurrentStreams: int("maxConcurrentStreams", 1000, 1, 1_000_000),
       maxHeaderListBytes: int("maxHeaderListBytes", 16 * 1024, 1024, 1024 * 1024),
       maxHeaderListPairs: 256,

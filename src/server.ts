@@ -123,6 +123,7 @@ export function createServer(config: Config, logger: Logger): LatchkeyServer {
     routes: (router) => registerRoutes(router, services),
     maxMessageBytes: config.server.maxRequestBytes,
     shutdownSignal: shutdown.signal,
+    maxDeadlineMs: config.server.maxDeadlineMs,
     logger,
   });
   const lean = config.server.grpcLean

@@ -6,9 +6,15 @@
  * paths call the same wrapped handlers and no Connect interceptor is needed.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Code, createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { Reason, StateError } from "../core/errors.js";
+import { isStateError, Reason, StateError } from "../core/errors.js";
 import type { Tenant } from "../core/model.js";
 import { type Authenticator, allows, type Principal, type Role } from "./auth.js";
 import { errorWithInfo, toConnectError } from "./errors.js";
@@ -124,6 +130,9 @@ function guardMethod(
     try {
       authorize(ctx);
       yield* handler(input, ctx) as AsyncIterable<unknown>;
+      // A stream ends by itself when its call is aborted (deadline, client
+      // gone, shutdown): that is the abort's status, never OK.
+      if (ctx.signal.aborted) throw streamAborted(ctx.signal.reason);
       code = 0;
     } catch (error) {
       const mapped = toConnectError(error, log);
@@ -133,6 +142,12 @@ function guardMethod(
       observe(code, performance.now() - started);
     }
   };
+}
+
+/** The error a stream ends with when its call's signal aborted with `reason`. */
+function streamAborted(reason: unknown): unknown {
+  if (reason instanceof ConnectError || isStateError(reason)) return reason;
+  return new StateError("cancelled", Reason.CANCELLED, "the call was cancelled");
 }
 
 /** Settles like `work`, or DEADLINE_EXCEEDED once `ms` have passed. */

@@ -22,8 +22,9 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { errorWithInfo, isDecodeFailure } from "../api/errors.js";
+import { MAX_TIMER_MS } from "../config.js";
 import { Reason } from "../core/errors.js";
-import { errorTrailers } from "./grpc-wire.js";
+import { errorTrailers, parseGrpcTimeout } from "./grpc-wire.js";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
@@ -33,6 +34,8 @@ export interface ConnectHandlerOptions {
   readonly maxMessageBytes: number;
   /** Aborted when the drain's grace period ends. */
   readonly shutdownSignal: AbortSignal;
+  /** Unary deadlines longer than this are cut to it (as on the lean path). */
+  readonly maxDeadlineMs: number;
   readonly logger: Logger;
 }
 
@@ -80,6 +83,7 @@ export function createConnectHandler(
       return;
     }
     const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    boundDeadline(uReq.header, handler.method.methodKind === "unary", options.maxDeadlineMs);
     handler(uReq)
       .then((uRes) => repair(uRes, handler.method.input))
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
@@ -91,6 +95,31 @@ export function createConnectHandler(
         );
       });
   };
+}
+
+/**
+ * Bounds the deadline a request brings (connect-timeout-ms, or grpc-timeout
+ * for gRPC and gRPC-Web) before Connect arms a timer with it (a Node timer
+ * longer than MAX_TIMER_MS fires at once): unary calls
+ * get at most `maxDeadlineMs`, as on the lean path; a stream's deadline too
+ * long for a Node timer (about 24.8 days) is dropped, and the client's own
+ * deadline ends it. Malformed values are left for Connect to refuse.
+ */
+function boundDeadline(header: Headers, unary: boolean, maxDeadlineMs: number): void {
+  const limit = unary ? maxDeadlineMs : MAX_TIMER_MS;
+  const connect = header.get("connect-timeout-ms");
+  if (connect !== null && /^\d+$/.test(connect) && Number(connect) > limit) {
+    if (unary) header.set("connect-timeout-ms", String(limit));
+    else header.delete("connect-timeout-ms");
+  }
+  const grpc = header.get("grpc-timeout");
+  const grpcMs = grpc === null ? undefined : parseGrpcTimeout(grpc);
+  if (grpcMs !== undefined && grpcMs > limit) {
+    // At most 8 digits (the gRPC spec): milliseconds, or whole seconds beyond.
+    if (unary)
+      header.set("grpc-timeout", limit < 1e8 ? `${limit}m` : `${Math.floor(limit / 1000)}S`);
+    else header.delete("grpc-timeout");
+  }
 }
 
 /** Gives Connect's own errors an ErrorInfo and the right code. */

@@ -40,6 +40,7 @@ import type { Logger } from "pino";
 import { Gauge, type Registry } from "prom-client";
 import { errorWithInfo, toConnectError } from "../api/errors.js";
 import type { ServedService } from "../api/routes.js";
+import { MAX_TIMER_MS } from "../config.js";
 import { Reason } from "../core/errors.js";
 import {
   addMetadata,
@@ -359,10 +360,11 @@ class GrpcCall implements HandlerContext {
         return;
       }
       // Unary calls are cut at the (capped) deadline; streams run to the
-      // client's own deadline (watch streams are exempt from the cap).
+      // client's own deadline (watch streams are exempt from the cap), and
+      // one too far off for a Node timer is left to the client.
       const ms = this.route.streaming ? timeout : Math.min(timeout, this.shared.maxDeadlineMs);
       this.deadline = Date.now() + ms;
-      this.timer = setTimeout(onDeadline, Math.min(ms, 2_147_483_647), this);
+      if (ms <= MAX_TIMER_MS) this.timer = setTimeout(onDeadline, ms, this);
     }
     stream.on("data", onStreamData);
     stream.on("end", onStreamEnd);
@@ -389,8 +391,9 @@ class GrpcCall implements HandlerContext {
         );
       } else if (this.received > 5 + length) {
         this.fail(
+          // A request cardinality violation is UNIMPLEMENTED (gRPC's status code table).
           protocolError(
-            Code.Internal,
+            Code.Unimplemented,
             "grpc: more than one request message for a non-client-streaming method",
           ),
         );
@@ -409,7 +412,10 @@ class GrpcCall implements HandlerContext {
     if (this.finished) return;
     if (this.received === 0) {
       this.fail(
-        protocolError(Code.Internal, "grpc: no request message for a non-client-streaming method"),
+        protocolError(
+          Code.Unimplemented,
+          "grpc: no request message for a non-client-streaming method",
+        ),
       );
       return;
     }

@@ -51,6 +51,8 @@ export interface ApiListener {
 
 interface SessionState {
   open: number;
+  /** Until the first stream: a session that opens none in time is closed (slowloris). */
+  firstRequest: NodeJS.Timeout | undefined;
   idleSince: number;
   lastPing: number;
   pinging: boolean;
@@ -140,7 +142,13 @@ export function createApiListener(options: ApiListenerOptions): ApiListener {
   h2.removeAllListeners("stream");
   h2.on("stream", function dispatch(this: unknown, stream, headers, flags, rawHeaders) {
     const state = sessions.get(stream.session as http2.ServerHttp2Session);
-    if (state !== undefined) state.open++;
+    if (state !== undefined) {
+      state.open++;
+      if (state.firstRequest !== undefined) {
+        clearTimeout(state.firstRequest);
+        state.firstRequest = undefined;
+      }
+    }
     if (lean?.serve(stream, headers, state?.onStreamClose)) return;
     if (state !== undefined) stream.on("close", state.onStreamClose);
     for (const listener of connectListeners)
@@ -150,6 +158,15 @@ export function createApiListener(options: ApiListenerOptions): ApiListener {
   h2.on("session", (session: http2.ServerHttp2Session) => {
     const state: SessionState = {
       open: 0,
+      // The sniff (or the TLS handshake) only saw the first bytes: the peer
+      // must also finish the preface and send a request within the handshake
+      // timeout, or it gets GOAWAY (and is cut if it does not go).
+      firstRequest: setTimeout(() => {
+        if (session.closed || session.destroyed) return;
+        logger.debug("no request within the handshake timeout: closing the connection");
+        session.close();
+        setTimeout(() => session.destroy(), CUT_FLUSH_MS).unref();
+      }, settings.handshakeTimeoutMs).unref(),
       idleSince: Date.now(),
       lastPing: Date.now(),
       pinging: false,
@@ -159,6 +176,7 @@ export function createApiListener(options: ApiListenerOptions): ApiListener {
     };
     sessions.set(session, state);
     session.once("close", () => {
+      clearTimeout(state.firstRequest);
       sessions.delete(session);
       checkClosed();
     });

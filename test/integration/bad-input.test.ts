@@ -163,6 +163,15 @@ describe("bodies that do not decode", () => {
     expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
   });
 
+  it("gRPC on the lean path: no message, or two, for a unary method is UNIMPLEMENTED", async () => {
+    const valid = grpcFrame(new Uint8Array([0x0a, 0x01, 0x61])); // GetRequest{key: "a"}
+    for (const body of [new Uint8Array(0), Buffer.concat([valid, valid])]) {
+      const res = await rawH2("/latchkey.v1.KvService/Get", "application/grpc", body);
+      const fields = { ...res.headers, ...res.trailers };
+      expect(statusFrom(fields)).toEqual({ code: Code.Unimplemented, reason: "UNIMPLEMENTED" });
+    }
+  });
+
   it("gRPC through Connect (a bidi stream)", async () => {
     const res = await rawH2(
       "/latchkey.v1.LeaseService/KeepAlive",

@@ -210,6 +210,21 @@ describe("the first-bytes sniff and connection hygiene", () => {
     await closedWithin(garbage);
     const reset = net.connect(server.port, "127.0.0.1", () => reset.resetAndDestroy());
     await closedWithin(reset);
+    // HTTP/2 peers too: the preface alone, or trickled, is no request. The
+    // idle timeout (1 s) would close them too, but later.
+    const preface = Buffer.concat([
+      Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1"),
+      Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]), // an empty SETTINGS frame
+    ]);
+    const idleH2 = net.connect(server.port, "127.0.0.1", () => idleH2.write(preface));
+    expect(await closedWithin(idleH2)).toBeLessThan(800);
+    const trickle = net.connect(server.port, "127.0.0.1");
+    const drip = setInterval(() => {
+      if (!trickle.destroyed) trickle.write(preface.subarray(0, 1));
+    }, 50);
+    trickle.once("connect", () => trickle.write(preface.subarray(0, 4)));
+    expect(await closedWithin(trickle)).toBeLessThan(800);
+    clearInterval(drip);
     // Still serving.
     const res = await fetch(`${server.baseUrl}/latchkey.v1.KvService/Get`, {
       method: "POST",
@@ -227,6 +242,18 @@ describe("the first-bytes sniff and connection hygiene", () => {
       session.on("close", () => resolve(Date.now() - started));
     });
     await new Promise((r) => session.once("connect", r));
+    // One request (a session that never sends one is closed sooner, above).
+    await new Promise<void>((resolve, reject) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/latchkey.v1.KvService/Get",
+        "content-type": "application/json",
+      });
+      req.on("error", reject);
+      req.resume();
+      req.on("end", () => resolve());
+      req.end('{"key":"s/a"}');
+    });
     // The server's keepalive PINGs arrive (and Node's client answers them).
     await new Promise((r) => session.once("ping", r));
 
