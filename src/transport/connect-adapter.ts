@@ -5,8 +5,10 @@
  * handler runs (a body that does not decode, an unknown field value), carry
  * no ErrorInfo detail, and a binary body that does not decode comes back
  * INTERNAL. Clients must get INVALID_ARGUMENT with a reason for bad input,
- * so those answers are rewritten here: Connect unary error bodies and gRPC
- * status trailers get the same ErrorInfo as every other error.
+ * so those answers are rewritten here: Connect unary error bodies, gRPC
+ * status trailers, and the last envelope of Connect and gRPC-Web streams get
+ * the same ErrorInfo as every other error. It also bounds the deadlines
+ * requests bring before Connect arms timers with them.
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -122,6 +124,9 @@ function boundDeadline(header: Headers, unary: boolean, maxDeadlineMs: number): 
   }
 }
 
+/** Enveloped bodies: Connect streams and gRPC-Web (unary or streaming). */
+const STREAMED_BODY = /^application\/(connect\+|grpc-web)/;
+
 /** Gives Connect's own errors an ErrorInfo and the right code. */
 async function repair(
   uRes: UniversalServerResponse,
@@ -130,6 +135,12 @@ async function repair(
   const contentType = uRes.header?.get("content-type") ?? "";
   if (uRes.status >= 400 && contentType.startsWith("application/json")) {
     return repairConnectUnary(uRes, input);
+  }
+  const streamed = STREAMED_BODY.exec(contentType);
+  if (streamed && uRes.body) {
+    // Connect set the length of the body it wrote; a repaired end may be longer.
+    uRes.header?.delete("content-length");
+    return { ...uRes, body: repairStreamEnd(uRes.body, streamed[1] === "grpc-web", input) };
   }
   for (const headers of [uRes.trailer, uRes.header]) {
     const status = headers?.get("grpc-status");
@@ -226,29 +237,132 @@ async function repairConnectUnary(
   }
   if (parsed.details && parsed.details.length > 0) return { ...uRes, body: once(original) };
   const connectCode = CODE_BY_NAME.get(parsed.code ?? "") ?? Code.Unknown;
-  const { code, message, metadata } = explain(connectCode, parsed.message ?? "", input);
-  const status = code === connectCode ? uRes.status : 400;
-  const error = errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message, metadata);
-  const details = error.details.map((d) => {
-    const { desc, value } = d as { desc: DescMessage; value: MessageInitShape<DescMessage> };
-    return { type: desc.typeName, value: base64(toBinary(desc, create(desc, value))) };
-  });
-  const body = Buffer.from(JSON.stringify({ code: codeName(code), message, details }));
+  const error = connectErrorJson(connectCode, parsed.message ?? "", input);
+  const status = error.code === codeName(connectCode) ? uRes.status : 400;
+  const body = Buffer.from(JSON.stringify(error));
   // Connect set the length of the body it wrote; this one is longer.
   if (uRes.header?.has("content-length")) uRes.header.set("content-length", String(body.length));
   return { ...uRes, status, body: once(body) };
 }
 
-function repairGrpcTrailers(headers: Headers, status: number, input: DescMessage): void {
-  const { code, message, metadata } = explain(
-    status as Code,
-    decodeURIComponent(headers.get("grpc-message") ?? ""),
-    input,
-  );
-  const trailers = errorTrailers(
+/** A Connect error (unary body or end-stream `error`) with its ErrorInfo, explained. */
+function connectErrorJson(
+  connectCode: Code,
+  connectMessage: string,
+  input: DescMessage,
+): { code: string; message: string; details: { type: string; value: string }[] } {
+  const { code, message, metadata } = explain(connectCode, connectMessage, input);
+  const error = errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message, metadata);
+  const details = error.details.map((d) => {
+    const { desc, value } = d as { desc: DescMessage; value: MessageInitShape<DescMessage> };
+    return { type: desc.typeName, value: base64(toBinary(desc, create(desc, value))) };
+  });
+  return { code: codeName(code), message, details };
+}
+
+/** gRPC status trailers with an ErrorInfo, explained, for a status Connect set without one. */
+function explainedTrailers(
+  status: number,
+  grpcMessage: string,
+  input: DescMessage,
+): Record<string, string | string[]> {
+  const { code, message, metadata } = explain(status as Code, grpcMessage, input);
+  return errorTrailers(
     errorWithInfo(code, REASON_BY_CODE[code] ?? Reason.INTERNAL, message, metadata),
   );
-  for (const [name, value] of Object.entries(trailers)) headers.set(name, String(value));
+}
+
+function repairGrpcTrailers(headers: Headers, status: number, input: DescMessage): void {
+  const message = decodeURIComponent(headers.get("grpc-message") ?? "");
+  for (const [name, value] of Object.entries(explainedTrailers(status, message, input)))
+    headers.set(name, String(value));
+}
+
+/** Envelope flags: Connect's end-stream message, gRPC-Web's trailers, compression. */
+const END_STREAM = 0b10;
+const GRPC_WEB_TRAILERS = 0x80;
+const COMPRESSED = 0b1;
+
+/**
+ * A server stream's body with its final envelope repaired: Connect's
+ * end-stream message (JSON `error`) or gRPC-Web's trailer frame gets an
+ * ErrorInfo, explained, when Connect ended the stream with an error of its
+ * own (a request that does not decode). Message envelopes pass through as
+ * they arrive.
+ */
+async function* repairStreamEnd(
+  body: AsyncIterable<Uint8Array>,
+  grpcWeb: boolean,
+  input: DescMessage,
+): AsyncIterable<Uint8Array> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of body) {
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    pending = pending.length === 0 ? bytes : Buffer.concat([pending, bytes]);
+    let at = 0;
+    while (pending.length - at >= 5) {
+      const length = pending.readUInt32BE(at + 1);
+      if (pending.length - at < 5 + length) break;
+      const flags = pending[at]!;
+      const envelope = pending.subarray(at, at + 5 + length);
+      at += 5 + length;
+      const last = grpcWeb ? flags & GRPC_WEB_TRAILERS : flags & END_STREAM;
+      yield last && !(flags & COMPRESSED)
+        ? repairedEnd(flags, envelope.subarray(5), grpcWeb, input)
+        : envelope;
+    }
+    pending = pending.subarray(at);
+  }
+  if (pending.length > 0) yield pending;
+}
+
+function repairedEnd(
+  flags: number,
+  payload: Uint8Array,
+  grpcWeb: boolean,
+  input: DescMessage,
+): Uint8Array {
+  const text = Buffer.from(payload).toString("utf8");
+  let repaired: string | undefined;
+  if (grpcWeb) {
+    const fields = new Map<string, string>();
+    for (const line of text.split("\r\n")) {
+      const colon = line.indexOf(":");
+      if (colon > 0)
+        fields.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+    }
+    const status = fields.get("grpc-status");
+    if (status !== undefined && status !== "0" && !fields.has("grpc-status-details-bin")) {
+      const message = decodeURIComponent(fields.get("grpc-message") ?? "");
+      for (const [name, value] of Object.entries(explainedTrailers(Number(status), message, input)))
+        fields.set(name, String(value));
+      repaired = [...fields].map(([name, value]) => `${name}: ${value}\r\n`).join("");
+    }
+  } else {
+    try {
+      const end = JSON.parse(text) as {
+        error?: { code?: string; message?: string; details?: unknown[] };
+      };
+      if (end.error && !(end.error.details && end.error.details.length > 0)) {
+        const code = CODE_BY_NAME.get(end.error.code ?? "") ?? Code.Unknown;
+        end.error = connectErrorJson(code, end.error.message ?? "", input);
+        repaired = JSON.stringify(end);
+      }
+    } catch {
+      // Not JSON: pass it on as it is.
+    }
+  }
+  if (repaired === undefined)
+    return Buffer.concat([envelopeHeader(flags, payload.length), payload]);
+  const bytes = Buffer.from(repaired, "utf8");
+  return Buffer.concat([envelopeHeader(flags, bytes.length), bytes]);
+}
+
+function envelopeHeader(flags: number, length: number): Buffer {
+  const header = Buffer.alloc(5);
+  header[0] = flags;
+  header.writeUInt32BE(length, 1);
+  return header;
 }
 
 function codeName(code: Code): string {

@@ -172,6 +172,51 @@ describe("bodies that do not decode", () => {
     }
   });
 
+  it("server streams over Connect and gRPC-Web: the end of stream carries the ErrorInfo", async () => {
+    const envelope = (flags: number, payload: Uint8Array) => {
+      const header = Buffer.alloc(5);
+      header[0] = flags;
+      header.writeUInt32BE(payload.length, 1);
+      return Buffer.concat([header, payload]);
+    };
+    const envelopes = (body: Buffer) => {
+      const out: { flags: number; payload: Buffer }[] = [];
+      for (let at = 0; at + 5 <= body.length; ) {
+        const length = body.readUInt32BE(at + 1);
+        out.push({ flags: body[at]!, payload: body.subarray(at + 5, at + 5 + length) });
+        at += 5 + length;
+      }
+      return out;
+    };
+
+    const connect = await rawH2(
+      "/latchkey.v1.WatchService/Watch",
+      "application/connect+json",
+      envelope(0, Buffer.from('{"prefix":')),
+    );
+    const end = envelopes(connect.body).at(-1)!;
+    expect(end.flags & 0b10).toBe(0b10);
+    const { error } = JSON.parse(end.payload.toString("utf8"));
+    expect(error.code).toBe("invalid_argument");
+    expect(error.message).toBe(
+      "the request is not a valid latchkey.v1.WatchRequest message (JSON)",
+    );
+    expect(reasonOf(error.details)).toBe("INVALID_ARGUMENT");
+
+    const web = await rawH2(
+      "/latchkey.v1.WatchService/Watch",
+      "application/grpc-web+proto",
+      envelope(0, GARBAGE),
+    );
+    const trailer = envelopes(web.body).find((e) => e.flags & 0x80);
+    const fields: http2.IncomingHttpHeaders = {};
+    for (const line of (trailer?.payload.toString("utf8") ?? "").split("\r\n")) {
+      const colon = line.indexOf(":");
+      if (colon > 0) fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    }
+    expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
+  });
+
   it("gRPC through Connect (a bidi stream)", async () => {
     const res = await rawH2(
       "/latchkey.v1.LeaseService/KeepAlive",
