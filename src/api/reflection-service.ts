@@ -10,6 +10,7 @@
 import { type DescFile, type DescMessage, type DescService, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import type {
   ServerReflectionRequest,
   ServerReflectionResponse,
@@ -30,7 +31,7 @@ interface Index {
   readonly messages: ReadonlySet<string>;
 }
 
-function buildIndex(services: readonly DescService[]): Index {
+function buildIndex(services: readonly DescService[], extraFiles: readonly DescFile[]): Index {
   const files = new Map<string, DescFile>();
   const symbols = new Map<string, DescFile>();
   const extensions = new Map<string, Map<number, DescFile>>();
@@ -74,6 +75,7 @@ function buildIndex(services: readonly DescService[]): Index {
     for (const ext of file.extensions) addExtension(file, ext);
   };
   for (const service of services) addFile(service.file);
+  for (const file of extraFiles) addFile(file);
   return { services: services.map((s) => s.typeName), files, symbols, extensions, messages };
 }
 
@@ -179,13 +181,15 @@ function createImpl(index: Index) {
 
 /**
  * Reflection services (v1 and v1alpha) describing `services` (pass every
- * served service, reflection and health included).
+ * served service, reflection and health included), and the error details
+ * every error carries (google.rpc.ErrorInfo, RetryInfo), so that reflection
+ * clients (grpcurl, buf curl) can decode them.
  */
 export function createReflectionServices(services: readonly DescService[]): {
   v1: ServiceImpl<typeof ServerReflectionV1>;
   v1alpha: ServiceImpl<typeof ServerReflectionV1alpha>;
 } {
-  const index = buildIndex(services);
+  const index = buildIndex(services, [file_google_rpc_error_details]);
   return {
     v1: createImpl(index) as unknown as ServiceImpl<typeof ServerReflectionV1>,
     v1alpha: createImpl(index) as unknown as ServiceImpl<typeof ServerReflectionV1alpha>,

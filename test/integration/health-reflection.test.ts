@@ -103,12 +103,14 @@ describe("health and reflection", () => {
         }),
         req({ case: "allExtensionNumbersOfType", value: "latchkey.v1.PutRequest" }),
         req({ case: "allExtensionNumbersOfType", value: "no.Such" }),
+        req({ case: "fileContainingSymbol", value: "google.rpc.ErrorInfo" }),
       ),
     )) {
       responses.push(res as ServerReflectionResponse);
     }
-    expect(responses).toHaveLength(8);
-    const [list, bySymbol, byName, again, missing, extension, numbers, noType] = responses;
+    expect(responses).toHaveLength(9);
+    const [list, bySymbol, byName, again, missing, extension, numbers, noType, errorInfo] =
+      responses;
 
     expect(list!.validHost).toBe("h");
     const names =
@@ -131,6 +133,8 @@ describe("health and reflection", () => {
       expect.arrayContaining(["google/protobuf/duration.proto", "latchkey/v1/common.proto"]),
     );
     expect(files(byName!)).toEqual(["latchkey/v1/kv.proto"]);
+    // The error details every error carries are described too (grpcurl decodes them).
+    expect(files(errorInfo!)[0]).toBe("google/rpc/error_details.proto");
     expect(files(again!)).toEqual(["latchkey/v1/kv.proto"]);
     const kvFile =
       bySymbol!.messageResponse.case === "fileDescriptorResponse"
