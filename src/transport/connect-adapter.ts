@@ -26,6 +26,7 @@ import type { Logger } from "pino";
 import { errorWithInfo, isDecodeFailure } from "../api/errors.js";
 import { MAX_TIMER_MS } from "../config.js";
 import { Reason } from "../core/errors.js";
+import { binaryRequest, isGrpcWebText, textResponse } from "./grpc-web-text.js";
 import { errorTrailers, parseGrpcTimeout } from "./grpc-wire.js";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -84,11 +85,13 @@ export function createConnectHandler(
       res.end();
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    let uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
     boundDeadline(uReq.header, handler.method.methodKind === "unary", options.maxDeadlineMs);
+    const text = isGrpcWebText(uReq.header.get("content-type"));
+    if (text) uReq = binaryRequest(uReq);
     handler(uReq)
       .then((uRes) => repair(uRes, handler.method.input))
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .then((uRes) => universalResponseToNodeResponse(text ? textResponse(uRes) : uRes, res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         options.logger.warn(
