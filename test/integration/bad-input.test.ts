@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
+import { envelopes, frame, trailerFields } from "../support/transport.js";
 
 let server: TestServer;
 beforeAll(async () => {
@@ -76,13 +77,6 @@ function rawH2(path: string, contentType: string, body: Uint8Array) {
     req.on("error", reject);
     req.end(body);
   });
-}
-
-function grpcFrame(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + payload.length);
-  new DataView(out.buffer).setUint32(1, payload.length);
-  out.set(payload, 5);
-  return out;
 }
 
 /** Field 1 declared 16 bytes long, 2 bytes follow: not a message. */
@@ -158,13 +152,13 @@ describe("bodies that do not decode", () => {
   });
 
   it("gRPC on the lean path (unary)", async () => {
-    const res = await rawH2("/latchkey.v1.KvService/Get", "application/grpc", grpcFrame(GARBAGE));
+    const res = await rawH2("/latchkey.v1.KvService/Get", "application/grpc", frame(GARBAGE));
     const fields = { ...res.headers, ...res.trailers };
     expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
   });
 
   it("gRPC on the lean path: no message, or two, for a unary method is UNIMPLEMENTED", async () => {
-    const valid = grpcFrame(new Uint8Array([0x0a, 0x01, 0x61])); // GetRequest{key: "a"}
+    const valid = frame(new Uint8Array([0x0a, 0x01, 0x61])); // GetRequest{key: "a"}
     for (const body of [new Uint8Array(0), Buffer.concat([valid, valid])]) {
       const res = await rawH2("/latchkey.v1.KvService/Get", "application/grpc", body);
       const fields = { ...res.headers, ...res.trailers };
@@ -173,26 +167,10 @@ describe("bodies that do not decode", () => {
   });
 
   it("server streams over Connect and gRPC-Web: the end of stream carries the ErrorInfo", async () => {
-    const envelope = (flags: number, payload: Uint8Array) => {
-      const header = Buffer.alloc(5);
-      header[0] = flags;
-      header.writeUInt32BE(payload.length, 1);
-      return Buffer.concat([header, payload]);
-    };
-    const envelopes = (body: Buffer) => {
-      const out: { flags: number; payload: Buffer }[] = [];
-      for (let at = 0; at + 5 <= body.length; ) {
-        const length = body.readUInt32BE(at + 1);
-        out.push({ flags: body[at]!, payload: body.subarray(at + 5, at + 5 + length) });
-        at += 5 + length;
-      }
-      return out;
-    };
-
     const connect = await rawH2(
       "/latchkey.v1.WatchService/Watch",
       "application/connect+json",
-      envelope(0, Buffer.from('{"prefix":')),
+      frame(Buffer.from('{"prefix":')),
     );
     const end = envelopes(connect.body).at(-1)!;
     expect(end.flags & 0b10).toBe(0b10);
@@ -206,14 +184,10 @@ describe("bodies that do not decode", () => {
     const web = await rawH2(
       "/latchkey.v1.WatchService/Watch",
       "application/grpc-web+proto",
-      envelope(0, GARBAGE),
+      frame(GARBAGE),
     );
     const trailer = envelopes(web.body).find((e) => e.flags & 0x80);
-    const fields: http2.IncomingHttpHeaders = {};
-    for (const line of (trailer?.payload.toString("utf8") ?? "").split("\r\n")) {
-      const colon = line.indexOf(":");
-      if (colon > 0) fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
-    }
+    const fields = trailerFields(trailer!.payload);
     expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
   });
 
@@ -221,7 +195,7 @@ describe("bodies that do not decode", () => {
     const res = await rawH2(
       "/latchkey.v1.LeaseService/KeepAlive",
       "application/grpc",
-      grpcFrame(GARBAGE),
+      frame(GARBAGE),
     );
     const fields = { ...res.headers, ...res.trailers };
     expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });

@@ -12,41 +12,22 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetRequestSchema, GetResponseSchema, KvService } from "../../src/gen/latchkey/v1/kv_pb.js";
 import { WatchRequestSchema, WatchResponseSchema } from "../../src/gen/latchkey/v1/watch_pb.js";
 import { connectClients } from "../support/clients.js";
-import { decodeStatusDetails, type RunningServer, startLatchkey } from "../support/transport.js";
+import {
+  decodeStatusDetails,
+  envelopes,
+  frame,
+  type RunningServer,
+  startLatchkey,
+  trailerFields,
+} from "../support/transport.js";
 
 const TEXT = "application/grpc-web-text";
-
-function envelope(flags: number, payload: Uint8Array): Buffer {
-  const header = Buffer.alloc(5);
-  header[0] = flags;
-  header.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([header, payload]);
-}
-
-function envelopes(body: Buffer): { flags: number; payload: Buffer }[] {
-  const out: { flags: number; payload: Buffer }[] = [];
-  for (let at = 0; at + 5 <= body.length; ) {
-    const length = body.readUInt32BE(at + 1);
-    out.push({ flags: body[at]!, payload: body.subarray(at + 5, at + 5 + length) });
-    at += 5 + length;
-  }
-  return out;
-}
 
 /** Decodes base64 text made of padded pieces, 4 characters at a time (as grpc-web does). */
 function decodeText(text: string): Buffer {
   const groups = text.match(/.{4}/g) ?? [];
   expect(groups.join("")).toBe(text);
   return Buffer.concat(groups.map((g) => Buffer.from(g, "base64")));
-}
-
-function trailerFields(payload: Buffer): http2.IncomingHttpHeaders {
-  const fields: http2.IncomingHttpHeaders = {};
-  for (const line of payload.toString("utf8").split("\r\n")) {
-    const colon = line.indexOf(":");
-    if (colon > 0) fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
-  }
-  return fields;
 }
 
 describe("gRPC-Web text mode", () => {
@@ -87,7 +68,7 @@ describe("gRPC-Web text mode", () => {
     });
 
   const getBody = (key: string) =>
-    envelope(0, toBinary(GetRequestSchema, create(GetRequestSchema, { key })));
+    frame(toBinary(GetRequestSchema, create(GetRequestSchema, { key })));
 
   it("serves a unary call, the request in one piece or in several padded ones", async () => {
     const frame = getBody("text/a");
@@ -115,8 +96,7 @@ describe("gRPC-Web text mode", () => {
   });
 
   it("streams a Watch, each chunk decodable on its own as it arrives", async () => {
-    const request = envelope(
-      0,
+    const request = frame(
       toBinary(WatchRequestSchema, create(WatchRequestSchema, { prefix: "text/w/" })),
     );
     const req = session.request({

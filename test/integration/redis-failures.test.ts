@@ -115,6 +115,19 @@ describe("Redis faults", () => {
     expect(dec((await eventually(() => kv.get({ key: "k" }))).kv?.value)).toBe("v");
   });
 
+  /** A KV client of a new service replica on `server`'s Redis and key prefix. */
+  async function anotherReplica(redis: RedisProcess, server: TestServer) {
+    const replica = await startTestServer({
+      backend: "redis",
+      redisUrl: redis.url,
+      keyPrefix: server.config.redis.keyPrefix,
+    });
+    cleanup.push(() => replica.close());
+    const clients = connectClients(replica.baseUrl);
+    cleanup.push(() => clients.close());
+    return clients.client(KvService);
+  }
+
   it("answers DATA_LOSS BACKEND_RESET, never NOT_FOUND or revision 1, when Redis restarts empty", async () => {
     const { redis, server, clients, raw } = await setup();
     const kv = clients.client(KvService);
@@ -138,15 +151,7 @@ describe("Redis faults", () => {
     expect(await eventually(() => raw.dbsize(), 2000)).toBe(0);
 
     // A restarted service accepts the loss (a new epoch); the old one stays latched.
-    const fresh = await startTestServer({
-      backend: "redis",
-      redisUrl: redis.url,
-      keyPrefix: server.config.redis.keyPrefix,
-    });
-    cleanup.push(() => fresh.close());
-    const freshClients = connectClients(fresh.baseUrl);
-    cleanup.push(() => freshClients.close());
-    const freshKv = freshClients.client(KvService);
+    const freshKv = await anotherReplica(redis, server);
     expect((await freshKv.get({ key: "k" })).kv).toBeUndefined();
     expect((await freshKv.put({ key: "k", value: enc("y") })).header?.revision).toBe(1n);
     await reset();
@@ -171,15 +176,7 @@ describe("Redis faults", () => {
     // never saw revision 3, still reads the snapshot's value at revision 1).
     await expectError(kv.put({ key: "k", value: enc("y") }), Code.DataLoss, "BACKEND_RESET");
     await raw.ping().catch(() => undefined);
-    const other = await startTestServer({
-      backend: "redis",
-      redisUrl: redis.url,
-      keyPrefix: server.config.redis.keyPrefix,
-    });
-    cleanup.push(() => other.close());
-    const otherClients = connectClients(other.baseUrl);
-    cleanup.push(() => otherClients.close());
-    const seen = await otherClients.client(KvService).get({ key: "k" });
+    const seen = await (await anotherReplica(redis, server)).get({ key: "k" });
     expect({ value: dec(seen.kv?.value), revision: seen.header?.revision }).toEqual({
       value: "v",
       revision: 1n,

@@ -216,6 +216,27 @@ export function frame(message: Uint8Array, compressed = false): Buffer {
   return out;
 }
 
+/** The envelopes (gRPC, gRPC-Web and Connect stream framing) of a response body. */
+export function envelopes(body: Buffer): { flags: number; payload: Buffer }[] {
+  const out: { flags: number; payload: Buffer }[] = [];
+  for (let at = 0; at + 5 <= body.length; ) {
+    const length = body.readUInt32BE(at + 1);
+    out.push({ flags: body[at]!, payload: body.subarray(at + 5, at + 5 + length) });
+    at += 5 + length;
+  }
+  return out;
+}
+
+/** The fields of a gRPC-Web trailer frame's payload ("name: value" lines). */
+export function trailerFields(payload: Buffer): http2.IncomingHttpHeaders {
+  const fields: http2.IncomingHttpHeaders = {};
+  for (const line of payload.toString("utf8").split("\r\n")) {
+    const colon = line.indexOf(":");
+    if (colon > 0) fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+  }
+  return fields;
+}
+
 export interface RawResponse {
   readonly headers: http2.IncomingHttpHeaders;
   readonly trailers: http2.IncomingHttpHeaders | undefined;
