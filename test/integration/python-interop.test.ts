@@ -1,7 +1,8 @@
 /**
  * Python grpcio (Debian's python3-grpcio, /usr/bin/python3) against the
- * real server on the lean gRPC path: stubs are generated at test time with
- * grpc_tools.protoc, then test/python/kv_client.py runs its steps.
+ * real server (the lean gRPC path, and Connect's for the KeepAlive bidi
+ * stream): stubs are generated at test time with grpc_tools.protoc, then
+ * test/python/kv_client.py and lock_watch_client.py run their steps.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generatePythonStubs, pythonGrpcAvailable, runPythonSteps } from "../support/python.js";
@@ -14,7 +15,17 @@ describe.skipIf(!available)("Python grpcio interop", () => {
   let gen: string;
 
   beforeAll(async () => {
-    gen = await generatePythonStubs(["latchkey/v1/common.proto", "latchkey/v1/kv.proto"], true);
+    gen = await generatePythonStubs(
+      [
+        "latchkey/v1/common.proto",
+        "latchkey/v1/kv.proto",
+        "latchkey/v1/snapshot.proto",
+        "latchkey/v1/watch.proto",
+        "latchkey/v1/lease.proto",
+        "latchkey/v1/lock.proto",
+      ],
+      true,
+    );
     server = await startLatchkey();
   });
   afterAll(() => server?.close());
@@ -29,5 +40,23 @@ describe.skipIf(!available)("Python grpcio interop", () => {
     });
     expect(steps.deadline).toMatchObject({ code: "DEADLINE_EXCEEDED", seen: ["SERVING"] });
     expect(steps.gzip).toMatchObject({ same: true, length: 50000 });
+  });
+
+  it("watches a prefix, keeps a lease alive over a bidi stream, and fences with a lock", async () => {
+    const steps = await runPythonSteps("test/python/lock_watch_client.py", [server.target, gen]);
+    const putRevision = steps.watch!.put_revision;
+    expect(steps.watch).toMatchObject({
+      events: [{ kind: "PUT", key: "pyw/1", revision: putRevision }],
+    });
+    expect(steps.lease).toMatchObject({ keepalive_ttls: [5, 5, 5], found: true, key_gone: true });
+    expect(steps.lock).toMatchObject({
+      first_acquired: true,
+      other_acquired: false,
+      holder: "py-1",
+      released: "RELEASED",
+      second_acquired: true,
+      tokens_increase: true,
+      stale: { code: "ABORTED", info: { reason: "FENCE_STALE", domain: "latchkey.dev" } },
+    });
   });
 });
