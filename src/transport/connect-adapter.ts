@@ -91,6 +91,7 @@ export function createConnectHandler(
     if (text) uReq = binaryRequest(uReq);
     handler(uReq)
       .then((uRes) => repair(uRes, handler.method.input))
+      .then((uRes) => withAllow(uRes))
       .then((uRes) => universalResponseToNodeResponse(text ? textResponse(uRes) : uRes, res))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
@@ -125,6 +126,16 @@ function boundDeadline(header: Headers, unary: boolean, maxDeadlineMs: number): 
       header.set("grpc-timeout", limit < 1e8 ? `${limit}m` : `${Math.floor(limit / 1000)}S`);
     else header.delete("grpc-timeout");
   }
+}
+
+/** A 405 names the methods the path accepts (RFC 9110), which Connect leaves out. */
+function withAllow(uRes: UniversalServerResponse): UniversalServerResponse {
+  if (uRes.status === 405 && !uRes.header?.has("allow")) {
+    const header = new Headers(uRes.header);
+    header.set("allow", "POST");
+    return { ...uRes, header };
+  }
+  return uRes;
 }
 
 /** Enveloped bodies: Connect streams and gRPC-Web (unary or streaming). */

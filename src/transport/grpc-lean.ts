@@ -356,7 +356,17 @@ class GrpcCall implements HandlerContext {
     const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
     if (timeout !== undefined) {
       if (Number.isNaN(timeout)) {
-        this.fail(protocolError(Code.Internal, "grpc: malformed grpc-timeout"));
+        // The client's header is at fault: INVALID_ARGUMENT, as Connect answers it on this port.
+        this.fail(
+          protocolError(Code.InvalidArgument, "grpc: malformed grpc-timeout", {
+            field: "grpc-timeout",
+          }),
+        );
+        return;
+      }
+      if (timeout === 0) {
+        // A zero timeout has expired before the call starts.
+        this.fail(protocolError(Code.DeadlineExceeded, "grpc: the deadline had passed on arrival"));
         return;
       }
       // Unary calls are cut at the (capped) deadline; streams run to the

@@ -46,7 +46,12 @@ function reasonOf(details: { type: string; value: string }[] | undefined): strin
 }
 
 /** A raw HTTP/2 call with the given content type; returns status, headers and trailers. */
-function rawH2(path: string, contentType: string, body: Uint8Array) {
+function rawH2(
+  path: string,
+  contentType: string,
+  body: Uint8Array,
+  extraHeaders: http2.OutgoingHttpHeaders = {},
+) {
   return new Promise<{
     headers: http2.IncomingHttpHeaders;
     trailers: http2.IncomingHttpHeaders;
@@ -59,6 +64,7 @@ function rawH2(path: string, contentType: string, body: Uint8Array) {
       ":path": path,
       "content-type": contentType,
       te: "trailers",
+      ...extraHeaders,
     });
     let headers: http2.IncomingHttpHeaders = {};
     let trailers: http2.IncomingHttpHeaders = {};
@@ -189,6 +195,26 @@ describe("bodies that do not decode", () => {
     const trailer = envelopes(web.body).find((e) => e.flags & 0x80);
     const fields = trailerFields(trailer!.payload);
     expect(statusFrom(fields)).toEqual({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT" });
+  });
+
+  it("gRPC on the lean path: a malformed grpc-timeout is INVALID_ARGUMENT, a zero one expired", async () => {
+    const valid = frame(new Uint8Array([0x0a, 0x01, 0x61])); // GetRequest{key: "a"}
+    const cases = [
+      ["abc", Code.InvalidArgument, "INVALID_ARGUMENT"],
+      ["0n", Code.DeadlineExceeded, "DEADLINE_EXCEEDED"],
+    ] as const;
+    for (const [timeout, code, reason] of cases) {
+      const res = await rawH2("/latchkey.v1.KvService/Get", "application/grpc", valid, {
+        "grpc-timeout": timeout,
+      });
+      expect(statusFrom({ ...res.headers, ...res.trailers })).toEqual({ code, reason });
+    }
+  });
+
+  it("answers a method it does not accept with 405 and Allow: POST", async () => {
+    const res = await fetch(`${server.baseUrl}/latchkey.v1.KvService/Get`);
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("POST");
   });
 
   it("gRPC through Connect (a bidi stream)", async () => {
