@@ -349,10 +349,23 @@ export function loadConfig(
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
+  const isOrigin = (text: string): boolean => {
+    try {
+      const url = new URL(text);
+      // Exactly an origin, as browsers send it: scheme and host (and port), lower case.
+      return (
+        (url.protocol === "https:" || url.protocol === "http:") &&
+        url.origin === text &&
+        !text.includes("*")
+      );
+    } catch {
+      return false;
+    }
+  };
   for (const origin of corsOrigins) {
-    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+    if (origin !== "*" && !isOrigin(origin)) {
       throw new ConfigError(
-        `${label("corsOrigins")}: ${JSON.stringify(origin)} must be "*" or an origin such as https://app.example.com (scheme and host, no path)`,
+        `${label("corsOrigins")}: ${JSON.stringify(origin)} must be "*" or an exact origin such as https://app.example.com (lower-case scheme and host, an optional port, no path, no wildcard)`,
       );
     }
   }

@@ -55,6 +55,13 @@ export function isDecodeFailure(code: Code, message: string): boolean {
 }
 
 /**
+ * Failures that are logged once where they start, not per call: every watch
+ * ended by a drain (SHUTTING_DOWN), every call refused after a data loss was
+ * latched (BACKEND_RESET, logged when detected).
+ */
+const EXPECTED_REASONS: ReadonlySet<string> = new Set([Reason.SHUTTING_DOWN, Reason.BACKEND_RESET]);
+
+/**
  * Builds a ConnectError with an ErrorInfo detail, and a google.rpc.RetryInfo
  * when the metadata says when to retry (`retry_after_ms`), for clients that
  * honour the standard detail.
@@ -90,7 +97,12 @@ export function errorWithInfo(
 export function toConnectError(error: unknown, log: (error: unknown) => void): ConnectError {
   if (isStateError(error)) {
     const code = CODES[error.code];
-    if (code === Code.Internal || code === Code.Unavailable || code === Code.DataLoss) log(error);
+    if (
+      (code === Code.Internal || code === Code.Unavailable || code === Code.DataLoss) &&
+      !EXPECTED_REASONS.has(error.reason)
+    ) {
+      log(error);
+    }
     return errorWithInfo(code, error.reason, error.message, error.metadata);
   }
   if (error instanceof ConnectError) {

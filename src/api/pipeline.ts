@@ -135,7 +135,12 @@ function guardMethod(
       if (ctx.signal.aborted) throw streamAborted(ctx.signal.reason);
       code = 0;
     } catch (error) {
-      const mapped = toConnectError(error, log);
+      // Once the call is aborted, what the stream threw (a premature close of
+      // the request, say) is a consequence: the abort is the status.
+      const mapped = toConnectError(
+        ctx.signal.aborted ? streamAborted(ctx.signal.reason) : error,
+        log,
+      );
       code = mapped.code;
       throw mapped;
     } finally {

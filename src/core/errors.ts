@@ -88,7 +88,7 @@ export const backendReset = (): StateError =>
   new StateError(
     "data_loss",
     Reason.BACKEND_RESET,
-    "the backend lost acknowledged data (its epoch marker changed); an operator must restart the service to accept the loss",
+    "the backend lost acknowledged data (it came back empty or with older data); an operator must restart the service to accept the loss",
   );
 
 export const isStateError = (error: unknown): error is StateError => error instanceof StateError;

@@ -19,7 +19,8 @@ export function withCors(handler: RequestHandler, origins: readonly string[]): R
   if (origins.length === 0) return handler;
   const middleware = cors({
     origin: origins.includes("*") ? "*" : [...origins],
-    methods: [...connectCors.allowedMethods],
+    // POST only: no method is declared side-effect free, so Connect's GET is not served.
+    methods: ["POST"],
     allowedHeaders: [...connectCors.allowedHeaders, "Authorization"],
     exposedHeaders: [...connectCors.exposedHeaders],
     maxAge: PREFLIGHT_MAX_AGE_S,

@@ -136,6 +136,18 @@ describe("CORS", () => {
     expect(res.headers["access-control-allow-origin"]).toBeUndefined();
   });
 
+  it.each([
+    "app.example.com",
+    "https://*.example.com",
+    "https://app.example.com:99999",
+    "https://app.example.com/",
+    "HTTPS://APP.EXAMPLE.COM",
+  ])("refuses to start with LATCHKEY_CORS_ORIGINS=%s", async (origin) => {
+    await expect(startLatchkey({ LATCHKEY_CORS_ORIGINS: origin })).rejects.toThrow(
+      /LATCHKEY_CORS_ORIGINS .*exact origin/,
+    );
+  });
+
   it("sends no CORS headers when LATCHKEY_CORS_ORIGINS is unset", async () => {
     const res = await http1(
       plain,

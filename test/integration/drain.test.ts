@@ -17,6 +17,9 @@ import { PutRequestSchema, PutResponseSchema } from "../../src/gen/latchkey/v1/k
 import { freePort } from "../support/redis-server.js";
 import { decodeStatusDetails, frame, grpcClient, rawCall, unary } from "../support/transport.js";
 
+/** Everything the process printed (pino JSON lines), for the log checks. */
+let printed = "";
+
 function startProcess(port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
     env: {
@@ -33,6 +36,7 @@ function startProcess(port: number): Promise<ChildProcess> {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`no listening log: ${out}`)), 20_000);
     child.stdout!.on("data", (d: Buffer) => {
+      printed += d.toString();
       out += d.toString();
       if (out.includes("latchkey listening")) {
         clearTimeout(timer);
@@ -221,6 +225,11 @@ describe("graceful drain on SIGTERM", () => {
     expect(kvInfo?.metadata.resume_revision).toBe(String(lastRevision + 1n));
 
     expect(await exit).toBe(0);
+    // A drain is routine: the streams it ends are not logged as errors, one by one.
+    const errorLines = printed
+      .split("\n")
+      .filter((line) => line.includes('"level":50') && line.includes("SHUTTING_DOWN"));
+    expect(errorLines).toEqual([]);
     health.close();
     kv.close();
     watches.close();
