@@ -10,6 +10,7 @@
  * stream's messages reach the client as they are produced (the client
  * decodes in 4-character groups, as the gRPC-Web protocol asks).
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 
 const TEXT_TYPE = /^application\/grpc-web-text(\+proto)?(;.*)?$/i;
@@ -37,10 +38,16 @@ export function textResponse(uRes: UniversalServerResponse): UniversalServerResp
   return uRes.body ? { ...uRes, header, body: encodeBase64(uRes.body) } : { ...uRes, header };
 }
 
+/** Base64 (either alphabet) with padding; anything else is not a text-mode body. */
+const NOT_BASE64 = /[^A-Za-z0-9+/=_-]/;
+
 async function* decodeBase64(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   let carry = "";
   for await (const chunk of body) {
     const text = carry + Buffer.from(chunk).toString("latin1").replace(/\s+/g, "");
+    if (NOT_BASE64.test(text)) {
+      throw new ConnectError("the grpc-web-text request body is not base64", Code.InvalidArgument);
+    }
     // Whole 4-character groups only; a group with padding ends a piece.
     const whole = text.length - (text.length % 4);
     carry = text.slice(whole);

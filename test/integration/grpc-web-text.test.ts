@@ -95,6 +95,15 @@ describe("gRPC-Web text mode", () => {
     expect(details.infos[0]?.reason).toBe("INVALID_KEY");
   });
 
+  it("refuses a body that is not base64 with INVALID_ARGUMENT", async () => {
+    const res = await call("/latchkey.v1.KvService/Get", "!!!not*base64");
+    const [trailer] = envelopes(decodeText(res.text));
+    const fields = trailerFields(trailer!.payload);
+    expect(fields["grpc-status"]).toBe(String(Code.InvalidArgument));
+    const details = decodeStatusDetails(String(fields["grpc-status-details-bin"]));
+    expect(details.infos[0]?.reason).toBe("INVALID_ARGUMENT");
+  });
+
   it("streams a Watch, each chunk decodable on its own as it arrives", async () => {
     const request = frame(
       toBinary(WatchRequestSchema, create(WatchRequestSchema, { prefix: "text/w/" })),
