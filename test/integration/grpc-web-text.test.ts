@@ -86,22 +86,23 @@ describe("gRPC-Web text mode", () => {
     }
   });
 
-  it("carries errors and their details in the trailer frame", async () => {
-    const res = await call("/latchkey.v1.KvService/Get", getBody("").toString("base64"));
+  /** A text-mode Get with `body`: the status and ErrorInfo reason of its trailer frame. */
+  const errorStatus = async (body: string) => {
+    const res = await call("/latchkey.v1.KvService/Get", body);
     const [trailer] = envelopes(decodeText(res.text));
     const fields = trailerFields(trailer!.payload);
-    expect(fields["grpc-status"]).toBe(String(Code.InvalidArgument));
     const details = decodeStatusDetails(String(fields["grpc-status-details-bin"]));
-    expect(details.infos[0]?.reason).toBe("INVALID_KEY");
+    return { code: fields["grpc-status"], reason: details.infos[0]?.reason };
+  };
+
+  it("carries errors and their details in the trailer frame", async () => {
+    const status = await errorStatus(getBody("").toString("base64"));
+    expect(status).toEqual({ code: String(Code.InvalidArgument), reason: "INVALID_KEY" });
   });
 
   it("refuses a body that is not base64 with INVALID_ARGUMENT", async () => {
-    const res = await call("/latchkey.v1.KvService/Get", "!!!not*base64");
-    const [trailer] = envelopes(decodeText(res.text));
-    const fields = trailerFields(trailer!.payload);
-    expect(fields["grpc-status"]).toBe(String(Code.InvalidArgument));
-    const details = decodeStatusDetails(String(fields["grpc-status-details-bin"]));
-    expect(details.infos[0]?.reason).toBe("INVALID_ARGUMENT");
+    const status = await errorStatus("!!!not*base64");
+    expect(status).toEqual({ code: String(Code.InvalidArgument), reason: "INVALID_ARGUMENT" });
   });
 
   it("streams a Watch, each chunk decodable on its own as it arrives", async () => {

@@ -15,7 +15,7 @@ import { prefixEnd } from "../../core/keys.js";
 import type { LeaseInfo, LockRecord, Tenant } from "../../core/model.js";
 import type { LeaseLocks, LeaseStore, LockGrant, LockRecords } from "../../core/ports.js";
 import { expiryKeys } from "./keys.js";
-import { decoding, type RedisState } from "./redis-state.js";
+import type { RedisState } from "./redis-state.js";
 
 type LockReply = [string, string, string, number, number, number, number];
 

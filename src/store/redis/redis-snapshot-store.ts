@@ -26,7 +26,7 @@ import type {
 } from "../../core/ports.js";
 import { listOrderBound, listOrderKey } from "../../core/snapshots.js";
 import type { TenantKeys } from "./keys.js";
-import { decoding, type RedisState } from "./redis-state.js";
+import type { RedisState } from "./redis-state.js";
 import {
   bytesOf,
   decodeSnapshotMeta,
